@@ -1,0 +1,1 @@
+"""Proxy plugins, one file per family. Installed as ``studentnas.proxies``."""

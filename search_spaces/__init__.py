@@ -1,0 +1,1 @@
+"""Search-space plugins, one file per family. Installed as ``studentnas.search_spaces``."""

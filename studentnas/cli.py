@@ -1,0 +1,219 @@
+"""The ``studentnas`` command line. Every subcommand has a Python twin in :mod:`studentnas`.
+
+Exit codes: 0 ok, 2 bad input (one line on stderr, no traceback), 1 unexpected failure (the
+traceback is shown with ``--debug``), 130 interrupted (resume with ``--resume``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from collections.abc import Sequence
+
+from studentnas.errors import BadInputError, StudentNASError
+
+FORMATTER = argparse.RawDescriptionHelpFormatter
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but usage errors are one line and exit 2 like every other bad input."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
+
+
+def parse_duration(text: str) -> float:
+    """Seconds from ``90``, ``90s``, ``10m``, ``1.5h``."""
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smh]?)\s*", text)
+    if not match:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a duration; use e.g. 90s, 10m or 1h")
+    return float(match[1]) * {"": 1, "s": 1, "m": 60, "h": 3600}[match[2]]
+
+
+SEARCH_HELP = """\
+Training-free search for the best students of a teacher under a hardware budget.
+
+Every candidate is proposed by the searcher, checked against the budget with the space's analytic
+cost (never built when over budget), built as a timm-style module and scored by the proxies. The run
+directory gets run.json, candidates.jsonl (one line per candidate, the resume journal) and
+pareto.json (non-dominated students: primary proxy score up, MACs down, best score first).
+
+FLOPs are multiply-accumulates (MACs), as in the ResNet/DisWOT papers: resnet50 = 4.1 GFLOPs.
+
+budget grammar (repeat --budget to combine; all must hold):
+  5GFLOPs  5 GFLOPs  5e9FLOPs  800MMACs   MACs of one image at the input size
+  25Mparams                               parameters
+  30ms                                    batch-1 latency on this machine (measured)
+  200MB                                   peak inference memory (weights + activations)
+  60%params  50%MACs                      a share of the teacher
+
+examples:
+  studentnas search --teacher resnet101 --budget 5GFLOPs
+  studentnas search --teacher resnet50 --budget 2GFLOPs --budget 10Mparams --proxy nwot,synflow
+  studentnas search --teacher resnet18 --space nb201 --image-size 32 --budget 100MMACs --data fashion-mnist
+  studentnas search --teacher resnet50 --budget 60%params --teacher-checkpoint teacher.safetensors
+  studentnas search --teacher resnet101 --budget 5GFLOPs --out runs/r1 --resume   # continue a killed run
+"""
+
+
+def _add_search(sub: argparse._SubParsersAction) -> None:
+    from studentnas.search import DEFAULT_BATCH_SIZE, DEFAULT_CANDIDATES, DEFAULT_PROXY, DEFAULT_SEARCHER
+
+    p = sub.add_parser("search", help="training-free search for students under a budget", description=SEARCH_HELP,
+                       formatter_class=FORMATTER)
+    p.add_argument("--teacher", required=True, help="timm model name of the teacher, e.g. resnet101")
+    p.add_argument("--teacher-checkpoint", metavar="PATH", help="teacher weights (.pth/.safetensors state dict)")
+    p.add_argument("--pretrained", action="store_true", help="teacher weights from timm's hub (needs network)")
+    p.add_argument("--budget", action="append", required=True, metavar="BUDGET",
+                   help="hardware budget, e.g. 5GFLOPs, 25Mparams, 30ms, 200MB, 60%%params; repeatable")
+    p.add_argument("--space", help="search space (default: the one derived from the teacher; "
+                                   "see `studentnas list spaces`)")
+    p.add_argument("--proxy", default=DEFAULT_PROXY,
+                   help=f"comma list of proxies, the first is primary (default: {DEFAULT_PROXY})")
+    p.add_argument("--searcher", default=DEFAULT_SEARCHER, help=f"search strategy (default: {DEFAULT_SEARCHER})")
+    p.add_argument("--candidates", type=int, default=DEFAULT_CANDIDATES, metavar="N",
+                   help=f"number of candidates to evaluate (default: {DEFAULT_CANDIDATES})")
+    p.add_argument("--time-limit", type=parse_duration, metavar="DURATION",
+                   help="stop after this long, e.g. 90s, 10m, 1h (default: none)")
+    p.add_argument("--data", help="calibration images: fashion-mnist, cifar10:PATH, cifar100:PATH or an "
+                                  "ImageFolder directory (default: the shipped Fashion-MNIST sample)")
+    p.add_argument("--image-size", type=int, metavar="PX", help="input resolution (default: the teacher's)")
+    p.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE,
+                   help=f"calibration batch size (default: {DEFAULT_BATCH_SIZE})")
+    p.add_argument("--seed", type=int, default=0, help="seed of the teacher init, batch, students, searcher")
+    p.add_argument("--out", help="run directory (default: runs/<teacher>-<budget>)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out (or start it)")
+    p.add_argument("--top", type=int, default=10, help="rows of the front to print (default: 10)")
+    p.add_argument("--quiet", action="store_true", help="no progress output")
+
+
+def _run_search(args: argparse.Namespace) -> int:
+    from studentnas.search import search
+    from studentnas.table import front_table
+
+    run = search(teacher=args.teacher, budget=args.budget, space=args.space, proxy=args.proxy,
+                 searcher=args.searcher, candidates=args.candidates, time_limit=args.time_limit, data=args.data,
+                 image_size=args.image_size, batch_size=args.batch_size, seed=args.seed, out=args.out,
+                 resume=args.resume, quiet=args.quiet, teacher_checkpoint=args.teacher_checkpoint,
+                 pretrained=args.pretrained)
+    cfg = run.config
+    front = run.pareto
+    print(f"{cfg['n_ok']} of {cfg['n_candidates']} candidates scored ({cfg['n_failed']} failed); "
+          f"{len(front)} on the Pareto front of {cfg['proxies'][0]} vs GMACs (papers' GFLOPs). "
+          f"Run: {run.path}")
+    print(front_table(front, cfg["proxies"], top=args.top))
+    return 0
+
+
+EXPORT_HELP = """\
+Materialise one student of a run as a timm-style module: FILE.safetensors (weights, with the
+arch in its metadata) and FILE.json (arch, cost, scores). Load it with studentnas.load_student(FILE).
+
+examples:
+  studentnas export runs/r1 --rank 1 --out student.safetensors
+  studentnas export runs/r1 --id 1907c76d9e67 --out students/r50.safetensors
+"""
+
+
+def _add_export(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("export", help="write a student of a run as safetensors + JSON", description=EXPORT_HELP,
+                       formatter_class=FORMATTER)
+    p.add_argument("run", help="run directory of a `studentnas search`")
+    which = p.add_mutually_exclusive_group(required=True)
+    which.add_argument("--rank", type=int, help="rank on the Pareto front (1 = best score)")
+    which.add_argument("--id", dest="arch_id", help="candidate id (see candidates.jsonl)")
+    p.add_argument("--out", required=True, help="output .safetensors path")
+
+
+def _run_export(args: argparse.Namespace) -> int:
+    from studentnas.export import export_student, read_student_meta
+
+    path = export_student(args.run, args.out, rank=args.rank, arch_id=args.arch_id)
+    meta = read_student_meta(path)
+    print(f"wrote {path} and {path.with_suffix('.json')}: {meta['label']} "
+          f"({meta['cost']['macs'] / 1e9:.3f} GMACs, {meta['cost']['params'] / 1e6:.2f} M params)")
+    return 0
+
+
+LIST_HELP = """\
+List what is registered (plugins in search_spaces/ and proxies/, entry points, $STUDENTNAS_PLUGINS).
+
+examples:
+  studentnas list spaces
+  studentnas list proxies
+  studentnas list teachers 'resnet*'
+"""
+
+
+def _add_list(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("list", help="list spaces, proxies, searchers or teachers", description=LIST_HELP,
+                       formatter_class=FORMATTER)
+    p.add_argument("what", choices=["spaces", "proxies", "searchers", "teachers"])
+    p.add_argument("filter", nargs="?", help="shell-style pattern, e.g. 'res*'")
+
+
+def _run_list(args: argparse.Namespace) -> int:
+    from studentnas.registry import PROXIES, SEARCHERS, SPACES
+
+    if args.what == "teachers":
+        import timm
+
+        names = timm.list_models(args.filter or "")
+    else:
+        registry = {"spaces": SPACES, "proxies": PROXIES, "searchers": SEARCHERS}[args.what]
+        names = []
+        for name in registry.list(args.filter):
+            doc = (registry.get(name).__doc__ or "").strip().splitlines()
+            names.append(f"{name:14s} {doc[0] if doc else ''}")
+    print("\n".join(names))
+    return 0
+
+
+COMMANDS = {"search": (_add_search, _run_search), "export": (_add_export, _run_export),
+            "list": (_add_list, _run_list)}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from studentnas import __version__
+
+    parser = _Parser(prog="studentnas", formatter_class=FORMATTER, description=(
+        "Find the best student network to distil a teacher into, under a hardware budget.\n\n"
+        "  studentnas search --teacher resnet101 --budget 5GFLOPs     # ranked Pareto front of students\n"
+        "  studentnas export runs/resnet101-5GFLOPs --rank 1 --out s.safetensors\n"
+        "  studentnas list spaces|proxies|searchers|teachers"))
+    parser.add_argument("--version", action="version", version=f"studentnas {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks of unexpected errors")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
+    for add, _run in COMMANDS.values():
+        add(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return COMMANDS[args.command][1](args)
+    except BadInputError as err:
+        print(f"studentnas {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"studentnas {args.command}: interrupted; finished work is saved (search: rerun with --resume)",
+              file=sys.stderr)
+        return 130
+    except StudentNASError as err:
+        if args.debug:
+            raise
+        print(f"studentnas {args.command}: error: {err}", file=sys.stderr)
+        return 1
+    except Exception as err:  # noqa: BLE001 - last resort: one line unless --debug
+        if args.debug:
+            raise
+        print(f"studentnas {args.command}: unexpected error: {type(err).__name__}: {err} "
+              "(rerun with --debug for the traceback)", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

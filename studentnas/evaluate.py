@@ -1,0 +1,94 @@
+"""Evaluating one candidate: build the student (seeded by arch id), check measured budgets, score it.
+
+Each student is initialised from a seed derived from the run seed and the arch id, so a student
+scores the same in every process and order: a resumed or distributed run reproduces the scores of an
+uninterrupted one, and ``studentnas export`` rebuilds the exact weights that were scored.
+
+Example:
+    >>> student_seed(0, "1907c76d9e67") == student_seed(0, "1907c76d9e67")
+    True
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import time
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from studentnas.arch import Arch
+from studentnas.budget import Budget
+from studentnas.candidate import FAILED, INFEASIBLE, OK, Candidate
+from studentnas.cost import Cost, estimate_peak_memory_mb, measure_latency_ms
+from studentnas.proxy import Proxy, ProxyContext
+from studentnas.space import SearchSpace
+
+
+def student_seed(seed: int, arch_id: str) -> int:
+    """The torch seed a student of ``arch_id`` is initialised with in a run of ``seed``."""
+    return int(hashlib.sha256(f"{seed}:{arch_id}".encode()).hexdigest()[:15], 16)
+
+
+def build_student(space: SearchSpace, arch: Arch, seed: int, num_classes: int, in_chans: int) -> nn.Module:
+    """``space.build`` under the arch's derived seed (the global torch RNG is restored afterwards)."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(student_seed(seed, arch.id))
+        return space.build(arch, num_classes=num_classes, in_chans=in_chans)
+
+
+class LocalEvaluator:
+    """Scores candidates in this process with the given proxies, against one shared context."""
+
+    def __init__(self, space: SearchSpace, proxies: Sequence[Proxy], ctx: ProxyContext, budget: Budget,
+                 seed: int, num_classes: int):
+        self.space = space
+        self.proxies = list(proxies)
+        self.ctx = ctx
+        self.budget = budget
+        self.seed = seed
+        self.num_classes = num_classes
+
+    def _measure(self, student: nn.Module, cost: Cost) -> Cost:
+        needs = self.budget.needs_measurement
+        values = {}
+        if "latency" in needs:
+            values["latency_ms"] = measure_latency_ms(student, self.ctx.input_size)
+        if "memory" in needs:
+            values["peak_memory_mb"] = estimate_peak_memory_mb(student, self.ctx.input_size)
+        return cost.with_measurements(**values) if values else cost
+
+    def evaluate(self, arch: Arch, cost: Cost) -> Candidate:
+        """Build, measure and score ``arch``. Proxy errors and non-finite scores give a failed candidate."""
+        start = time.perf_counter()
+        timings: dict[str, float] = {}
+        student = build_student(self.space, arch, self.seed, self.num_classes, self.ctx.input_size[0])
+        timings["build"] = time.perf_counter() - start
+        if self.budget.needs_measurement:
+            t0 = time.perf_counter()
+            cost = self._measure(student, cost)
+            timings["measure"] = time.perf_counter() - t0
+            if not self.budget.satisfied(cost):
+                return Candidate.now(arch=arch, cost=cost, status=INFEASIBLE,
+                                     reason="; ".join(self.budget.violations(cost)),
+                                     seconds=time.perf_counter() - start, timings=timings)
+        ctx = self.ctx.for_candidate(cost)
+        scores: dict[str, float] = {}
+        status, reason = OK, ""
+        for proxy in self.proxies:
+            t0 = time.perf_counter()
+            try:
+                value = proxy.score(student, ctx)
+            except (RuntimeError, ValueError, ArithmeticError, torch.linalg.LinAlgError) as err:
+                status, reason = FAILED, f"proxy {proxy.name} raised {type(err).__name__}: {err}"
+                break
+            finally:
+                timings[f"proxy:{proxy.name}"] = time.perf_counter() - t0
+            if not math.isfinite(value):
+                status, reason = FAILED, f"proxy {proxy.name} returned {value}"
+                break
+            scores[proxy.name] = value
+        return Candidate.now(arch=arch, cost=cost, scores=scores if status == OK else {}, status=status,
+                             reason=reason, seconds=time.perf_counter() - start, timings=timings)

@@ -1,0 +1,114 @@
+"""Export a searched student as safetensors plus a JSON sidecar, and load it back.
+
+The file's safetensors metadata holds the same JSON as the sidecar (space config, arch, cost,
+scores, classes, input size), so ``load_student`` needs only the ``.safetensors`` file. The weights
+are the ones the student was scored with (its initialisation is seeded by the run seed and arch id).
+
+Example::
+
+    >>> path = export_student("runs/r1", rank=1, out="student.safetensors")  # doctest: +SKIP
+    >>> model = load_student(path)  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+from studentnas.arch import Arch
+from studentnas.candidate import Candidate
+from studentnas.errors import BadInputError
+from studentnas.evaluate import build_student
+from studentnas.registry import SPACES
+from studentnas.run import Run, write_json_atomic
+from studentnas.space import SearchSpace
+
+META_KEY = "studentnas"
+
+
+def space_from_config(config: dict[str, Any]) -> SearchSpace:
+    """Rebuild the exact space instance recorded in a run or an exported file."""
+    return SPACES.get(config["name"]).from_config(config)
+
+
+def pick_candidate(run: Run, rank: int | None = None, arch_id: str | None = None) -> Candidate:
+    """The ``rank``-th member of the front (1 = best score), or the candidate with ``arch_id``."""
+    if (rank is None) == (arch_id is None):
+        raise BadInputError("pass exactly one of --rank K or --id ID")
+    if arch_id is not None:
+        cand = run.candidate(arch_id)
+        if not cand.ok:
+            raise BadInputError(f"candidate {arch_id} {cand.status} ({cand.reason}); pick an ok candidate")
+        return cand
+    front = run.pareto
+    if not 1 <= rank <= len(front):
+        raise BadInputError(f"--rank must be between 1 and {len(front)} (the front of '{run.path}'), got {rank}")
+    return front[rank - 1]
+
+
+def export_student(run_path: str | Path, out: str | Path, rank: int | None = None, arch_id: str | None = None) -> Path:
+    """Write ``out`` (.safetensors) and ``out`` with a .json suffix for one student of a run."""
+    from safetensors.torch import save_file
+
+    out = Path(out)
+    if out.suffix != ".safetensors":
+        raise BadInputError(f"--out must end in .safetensors, got '{out}'")
+    run = Run(run_path)
+    cand = pick_candidate(run, rank, arch_id)
+    config = run.config
+    space = space_from_config(config["space"])
+    model = build_student(space, cand.arch, config["seed"], config["num_classes"], config["input_size"][0])
+    meta = {
+        "format": 1, "space": config["space"], "arch": cand.arch.to_dict(), "label": str(cand.arch),
+        "cost": cand.cost.to_dict(), "scores": dict(cand.scores), "num_classes": config["num_classes"],
+        "input_size": config["input_size"], "teacher": config["teacher"], "run": str(run.path), "seed": config["seed"],
+    }
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        state = {k: v.contiguous() for k, v in model.state_dict().items()}
+        save_file(state, tmp, metadata={META_KEY: json.dumps(meta)})
+        os.replace(tmp, out)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+    write_json_atomic(out.with_suffix(".json"), meta)
+    return out
+
+
+def read_student_meta(path: str | Path) -> dict[str, Any]:
+    """The studentnas metadata of an exported ``.safetensors`` file."""
+    from safetensors import safe_open
+
+    path = Path(path)
+    if not path.is_file():
+        raise BadInputError(f"student file '{path}' does not exist; create it with `studentnas export`")
+    try:
+        with safe_open(str(path), framework="pt") as fh:
+            meta = (fh.metadata() or {}).get(META_KEY)
+    except Exception as err:  # noqa: BLE001 - safetensors raises its own error types for bad files
+        raise BadInputError(f"'{path}' is not a readable safetensors file ({type(err).__name__}); "
+                            "export it again with `studentnas export`") from None
+    if meta is None:
+        sidecar = path.with_suffix(".json")
+        if not sidecar.is_file():
+            raise BadInputError(f"'{path}' has no studentnas metadata and no sidecar '{sidecar.name}'; "
+                                "export it with `studentnas export`")
+        meta = sidecar.read_text()
+    return json.loads(meta)
+
+
+def load_student(path: str | Path) -> nn.Module:
+    """Rebuild an exported student module with its weights (timm-style, eval mode)."""
+    from safetensors.torch import load_file
+
+    meta = read_student_meta(path)
+    space = space_from_config(meta["space"])
+    model = space.build(Arch.from_dict(meta["arch"]), num_classes=meta["num_classes"], in_chans=meta["input_size"][0])
+    model.load_state_dict(load_file(str(path)), strict=True)
+    return model.eval()

@@ -1,0 +1,142 @@
+"""``Proxy`` (a training-free score of a student) and ``ProxyContext`` (what every score may use).
+
+Sign convention, in one place: **every proxy returns a score where higher predicts a better
+student**. A proxy whose natural quantity is a distance or a loss returns its negative; cost proxies
+(``params``, ``macs``) return the count itself, because as accuracy predictors bigger scores higher
+(NASLib's convention). Each proxy class states its own fix in ``sign``.
+
+A ``ProxyContext`` holds the calibration batch, the teacher and a cache of teacher-derived tensors
+(logits, features, anything a proxy asks for through :meth:`ProxyContext.cached`). The cache is
+filled once per calibration batch and shared by every candidate, so teacher work is paid once.
+
+Example:
+    >>> import torch
+    >>> ctx = ProxyContext(images=torch.zeros(4, 3, 8, 8), labels=torch.arange(4), num_classes=4)
+    >>> ctx.cached("answer", lambda: 42), ctx.cached("answer", lambda: 0)
+    (42, 42)
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+from studentnas.cost import Cost
+from studentnas.errors import BadInputError
+
+NEEDS = frozenset({"data", "labels", "teacher", "cost"})
+
+
+@dataclass
+class TeacherOutputs:
+    """Teacher tensors on the calibration batch (no grad): logits, the pre-pool feature map and the
+    pooled pre-logits feature vector."""
+
+    logits: torch.Tensor
+    features: torch.Tensor
+    pre_logits: torch.Tensor
+
+
+@dataclass
+class ProxyContext:
+    """Everything a proxy may read. Make one per search; :meth:`for_candidate` gives per-candidate views
+    that share the teacher cache."""
+
+    images: torch.Tensor
+    labels: torch.Tensor
+    num_classes: int
+    teacher: nn.Module | None = None
+    teacher_trained: bool = False
+    seed: int = 0
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    cost: Cost | None = None
+    _cache: dict[str, Any] = field(default_factory=dict, repr=False)
+    _timing: dict[str, float] = field(default_factory=lambda: {"teacher_seconds": 0.0}, repr=False)
+
+    @property
+    def input_size(self) -> tuple[int, int, int]:
+        return tuple(self.images.shape[1:])  # type: ignore[return-value]
+
+    @property
+    def teacher_seconds(self) -> float:
+        """Seconds spent computing cached teacher tensors so far."""
+        return self._timing["teacher_seconds"]
+
+    def for_candidate(self, cost: Cost) -> ProxyContext:
+        """A view for one candidate: same batch, teacher and cache, plus that candidate's cost."""
+        return replace(self, cost=cost)
+
+    def cached(self, key: str, compute: Callable[[], Any]) -> Any:
+        """``compute()`` once per context (and its views); the time is counted as teacher work."""
+        if key not in self._cache:
+            start = time.perf_counter()
+            self._cache[key] = compute()
+            self._timing["teacher_seconds"] += time.perf_counter() - start
+        return self._cache[key]
+
+    def teacher_outputs(self) -> TeacherOutputs:
+        """Teacher logits and features on the calibration batch, computed once.
+
+        A trained teacher runs in eval mode; a randomly initialised one in train mode, so that its
+        BatchNorm layers use batch statistics (as DisWOT's random teacher does).
+        """
+        if self.teacher is None:
+            raise BadInputError("this proxy needs a teacher, but the context has none; pass --teacher")
+
+        def compute() -> TeacherOutputs:
+            teacher = self.teacher
+            was_training = teacher.training
+            teacher.train(not self.teacher_trained)
+            with torch.no_grad():
+                feats = teacher.forward_features(self.images)
+                pre = teacher.forward_head(feats, pre_logits=True)
+                logits = teacher.forward_head(feats)
+            teacher.train(was_training)
+            return TeacherOutputs(logits=logits, features=feats, pre_logits=pre)
+
+        return self.cached("teacher_outputs", compute)
+
+
+class Proxy(ABC):
+    """A training-free score of a student network; higher is better (see the module docstring).
+
+    Subclasses set ``name``, ``needs`` (a subset of ``{"data", "labels", "teacher", "cost"}``) and
+    ``sign`` (one sentence: how the raw quantity was oriented so that higher is better), and
+    implement :meth:`_score`. :meth:`score` must not change the student's parameters.
+    """
+
+    name: ClassVar[str] = ""
+    needs: ClassVar[frozenset[str]] = frozenset()
+    direction: ClassVar[str] = "maximize"
+    sign: ClassVar[str] = ""
+
+    def score(self, student: nn.Module, ctx: ProxyContext) -> float:
+        """The score of ``student``; may be nan/inf, which the evaluator records as a failure."""
+        if "cost" in self.needs and ctx.cost is None:
+            raise ValueError(f"proxy '{self.name}' needs the candidate's cost; use ctx.for_candidate(cost)")
+        return float(self._score(student, ctx))
+
+    @abstractmethod
+    def _score(self, student: nn.Module, ctx: ProxyContext) -> float: ...
+
+    def config(self) -> dict[str, Any]:
+        return {"name": self.name}
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"
+
+
+def signed_log(value: float) -> float:
+    """NASLib's post-processing for heavy-tailed scores: log(v) for v>0, -log(-v) for v<0, 0 for 0."""
+    if value > 0:
+        return math.log(value)
+    if value < 0:
+        return -math.log(-value)
+    return 0.0

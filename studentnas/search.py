@@ -1,0 +1,263 @@
+"""``search()``: the training-free student search, the Python twin of ``studentnas search``.
+
+Order of work, chosen so that bad input never leaves a half-written run directory: every
+argument is validated and the teacher, space, budget and data are loaded *before* the run
+directory is created. Then candidates are proposed by the searcher (only archs within the
+analytic budget), built, scored, and appended to the journal one by one.
+
+Resume replays the journal through a fresh searcher with the same seed: each ``ask`` that returns
+an already-journalled arch is answered from the journal instead of being evaluated. Searchers are
+deterministic given their seed and tells, so the resumed run asks exactly the archs the
+uninterrupted run would have, and ends with the same Pareto front; no finished candidate is lost
+or evaluated twice.
+
+Example (a tiny run, about 20 seconds on 2 cores)::
+
+    >>> import studentnas as sn, tempfile
+    >>> run = sn.search(teacher="resnet18", budget="0.3GFLOPs", candidates=3, image_size=64,
+    ...                 batch_size=8, out=tempfile.mkdtemp() + "/r", quiet=True)  # doctest: +SKIP
+    >>> len(run.candidates)  # doctest: +SKIP
+    3
+"""
+
+from __future__ import annotations
+
+import platform
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from studentnas import data as data_mod
+from studentnas.arch import Arch
+from studentnas.budget import Budget, Constraint
+from studentnas.cost import Cost, measured_cost
+from studentnas.errors import BadInputError, SearchExhaustedError
+from studentnas.evaluate import LocalEvaluator
+from studentnas.pareto import pareto_front
+from studentnas.progress import Progress
+from studentnas.proxy import ProxyContext
+from studentnas.registry import PROXIES, SEARCHERS, SPACES
+from studentnas.run import Run, RunDir, config_differences
+from studentnas.space import SearchSpace
+from studentnas.teacher import Teacher, check_teacher_name, load_teacher
+
+DEFAULT_PROXY = "nwot"
+DEFAULT_SEARCHER = "evolution"
+DEFAULT_CANDIDATES = 200
+DEFAULT_BATCH_SIZE = 32
+# run.json fields that must match for --resume; `candidates` and `time_limit` may change (to extend a run).
+IDENTITY_FIELDS = ("teacher", "teacher_checkpoint_sha256", "pretrained", "budget", "space", "proxies", "searcher",
+                   "data", "input_size", "batch_size", "seed")
+
+
+def _warn(message: str) -> None:
+    print(f"studentnas: warning: {message}", file=sys.stderr, flush=True)
+
+
+def pick_space(name: str | None, teacher: Teacher) -> SearchSpace:
+    """The named space (centred on the teacher where it can be), or the first space that fits the teacher."""
+    if name is not None:
+        cls = SPACES.get(name)
+        return cls.for_teacher(teacher.model) if cls.matches_teacher(teacher.model) else cls()
+    for candidate in SPACES.list():
+        cls = SPACES.get(candidate)
+        if cls.matches_teacher(teacher.model):
+            return cls.for_teacher(teacher.model)
+    raise BadInputError(f"no search space is derived from a {type(teacher.model).__name__} teacher "
+                        f"('{teacher.name}'); pass --space NAME (known: {', '.join(SPACES.list())})")
+
+
+def check_budget_range(budget: Budget, space: SearchSpace, input_size: tuple[int, int, int], num_classes: int,
+                       teacher_cost: Cost) -> None:
+    """Reject budgets below the smallest student; warn about budgets above the teacher."""
+    low = space.min_cost(input_size, num_classes) if hasattr(space, "min_cost") else \
+        space.cost(space.smallest(), input_size, num_classes)
+    for c in budget.constraints:
+        if c.metric not in ("macs", "params"):
+            continue
+        minimum, top = low.value(c.metric), teacher_cost.value(c.metric)
+        unit, scale = ("GFLOPs", 1e9) if c.metric == "macs" else ("Mparams", 1e6)
+        if c.limit < minimum:
+            raise BadInputError(
+                f"budget '{c.text}' is below the smallest student of space '{space.name}' at "
+                f"{'x'.join(map(str, input_size))}: {minimum / scale:.4g} {unit} (papers' units); "
+                f"raise it to at least {minimum / scale:.4g}{unit}")
+        if c.limit > top:
+            _warn(f"budget '{c.text}' is above the teacher's own {c.metric} ({top / scale:.4g} {unit}); "
+                  "students may be as large as the teacher")
+
+
+def static_budget(budget: Budget) -> Budget | None:
+    """The part of the budget that analytic costs can check (MACs, params), or None if there is none."""
+    static: tuple[Constraint, ...] = tuple(c for c in budget.constraints if c.metric in ("macs", "params"))
+    return Budget(static) if static else None
+
+
+def _versions() -> dict[str, str]:
+    import timm
+
+    from studentnas import __version__
+
+    return {"studentnas": __version__, "torch": torch.__version__, "timm": timm.__version__,
+            "python": platform.python_version()}
+
+
+def search(
+    teacher: str,
+    budget: str | Sequence[str],
+    *,
+    space: str | None = None,
+    proxy: str | Sequence[str] = DEFAULT_PROXY,
+    searcher: str = DEFAULT_SEARCHER,
+    candidates: int = DEFAULT_CANDIDATES,
+    time_limit: float | None = None,
+    data: str | None = None,
+    image_size: int | None = None,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    seed: int = 0,
+    out: str | Path | None = None,
+    resume: bool = False,
+    quiet: bool = False,
+    teacher_checkpoint: str | Path | None = None,
+    pretrained: bool = False,
+    log: Callable[[str], None] | None = None,
+) -> Run:
+    """Search students of ``teacher`` within ``budget``; returns the :class:`~studentnas.run.Run`.
+
+    ``proxy`` is a comma list or sequence; the first is the primary objective of the searcher and
+    the Pareto front. ``time_limit`` is in seconds, counted from this call (so a resumed run gets a
+    fresh allowance). ``resume`` continues the run in ``out``, or starts it if it does not exist.
+    """
+    t_start = time.perf_counter()
+    say = log or ((lambda _m: None) if quiet else (lambda m: print(m, file=sys.stderr, flush=True)))
+    # --- 1. cheap validation: nothing heavy is loaded before these pass ---------------------------
+    parsed_budget = Budget.parse(budget)
+    proxy_names = [p.strip() for p in (proxy.split(",") if isinstance(proxy, str) else proxy) if p.strip()]
+    if not proxy_names:
+        raise BadInputError(f"no proxy given; pass --proxy NAME[,NAME...] (known: {', '.join(PROXIES.list())})")
+    proxies = [PROXIES.get(p)() for p in proxy_names]
+    searcher_cls = SEARCHERS.get(searcher)
+    if space is not None:
+        SPACES.get(space)
+    if candidates < 1:
+        raise BadInputError(f"--candidates must be >= 1, got {candidates}")
+    if batch_size < 2:
+        raise BadInputError(f"--batch-size must be >= 2 (proxies compare samples), got {batch_size}")
+    if image_size is not None and not 8 <= image_size <= 1024:
+        raise BadInputError(f"--image-size must be between 8 and 1024 pixels, got {image_size}")
+    if time_limit is not None and time_limit <= 0:
+        raise BadInputError(f"--time-limit must be positive, got {time_limit} s")
+    data_mod.check_data_spec(data)
+    check_teacher_name(teacher)
+    run_dir = RunDir(out if out is not None else Path("runs") / f"{teacher}-{parsed_budget.slug()}")
+    if run_dir.exists and not resume:
+        raise BadInputError(f"'{run_dir.path}' already holds a run; pass --resume to continue it, "
+                            "or --out DIR for a new one")
+    if not run_dir.exists and run_dir.path.exists() and any(run_dir.path.iterdir()):
+        raise BadInputError(f"'{run_dir.path}' exists and is not a run directory; pass an empty or new --out")
+    # --- 2. teacher, space, budget, data --------------------------------------------------------
+    timings: dict[str, float] = {}
+    t0 = time.perf_counter()
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)  # a random-init teacher is the same in every run of this seed
+        teach = load_teacher(teacher, teacher_checkpoint, pretrained)
+    timings["teacher_load"] = time.perf_counter() - t0
+    chans, height, width = teach.input_size
+    input_size = (chans, image_size or height, image_size or width)
+    the_space = pick_space(space, teach)
+    t0 = time.perf_counter()
+    teacher_cost = measured_cost(teach.model, input_size)
+    timings["teacher_cost"] = time.perf_counter() - t0
+    resolved = parsed_budget.resolve(teacher_cost)
+    check_budget_range(resolved, the_space, input_size, teach.num_classes, teacher_cost)
+    t0 = time.perf_counter()
+    images = data_mod.load_images(data, split="train", seed=seed)
+    batch, labels = data_mod.calibration_batch(images, batch_size, input_size, teach.mean, teach.std, seed)
+    timings["data"] = time.perf_counter() - t0
+    config: dict[str, Any] = {
+        "teacher": teach.name, "teacher_checkpoint": teach.checkpoint, "teacher_checkpoint_sha256":
+        teach.checkpoint_sha256, "pretrained": pretrained, "teacher_cost": teacher_cost.to_dict(),
+        "budget": parsed_budget.texts, "budget_resolved": resolved.describe(), "space": the_space.config(),
+        "proxies": proxy_names, "searcher": searcher, "data": data, "data_source": images.source,
+        "input_size": list(input_size), "batch_size": batch_size, "seed": seed, "num_classes": teach.num_classes,
+        "candidates": candidates, "time_limit": time_limit, "versions": _versions(), "status": "running",
+    }
+    if run_dir.exists:
+        diffs = config_differences(run_dir.config(), config, IDENTITY_FIELDS)
+        if diffs:
+            raise BadInputError(f"cannot resume '{run_dir.path}': {'; '.join(diffs)}; rerun with the run's "
+                                "settings or start a new run with another --out")
+        run_dir.update_config(candidates=candidates, time_limit=time_limit, status="running")
+    else:
+        run_dir.create(config)
+    # --- 3. the search loop ---------------------------------------------------------------------
+    ctx = ProxyContext(images=batch, labels=labels, num_classes=teach.num_classes, teacher=teach.model,
+                       teacher_trained=teach.trained, seed=seed)
+    if any("teacher" in p.needs for p in proxies):
+        ctx.teacher_outputs()
+    evaluator = LocalEvaluator(the_space, proxies, ctx, resolved, seed, teach.num_classes)
+    fits = static_budget(resolved)
+    cost_seconds = [0.0]
+    costs: dict[str, Cost] = {}
+
+    def is_feasible(arch: Arch) -> bool:
+        t = time.perf_counter()
+        cost = the_space.cost(arch, input_size, teach.num_classes)
+        cost_seconds[0] += time.perf_counter() - t
+        costs[arch.id] = cost
+        return fits is None or fits.satisfied(cost)
+
+    strategy = searcher_cls(the_space, seed=seed, is_feasible=is_feasible, objective=proxy_names[0])
+    journal = {c.id: c for c in run_dir.read_candidates(repair=True)}
+    replayed = 0
+    if journal:
+        say(f"resuming {run_dir.path}: {len(journal)} candidates already evaluated")
+    say(f"searching {candidates} students of {teach.name} in space '{the_space.name}' with "
+        f"{', '.join(proxy_names)}; budget {resolved.describe()}; run dir {run_dir.path}")
+    loop_start = time.perf_counter()
+    stop_reason = "candidates"
+    with Progress(total=candidates, desc="search", quiet=quiet, initial=min(len(journal), candidates)) as bar:
+        told = 0
+        while told < candidates:
+            if time_limit is not None and time.perf_counter() - t_start > time_limit:
+                stop_reason = "time_limit"
+                break
+            try:
+                [arch] = strategy.ask(1)
+            except SearchExhaustedError as err:
+                say(f"stopping early: {err}")
+                stop_reason = "exhausted"
+                break
+            cand = journal.pop(arch.id, None)
+            if cand is not None:
+                replayed += 1
+            else:
+                cand = evaluator.evaluate(arch, costs[arch.id])
+                run_dir.append(cand)
+                best = max((c.score(proxy_names[0]) for c in [cand]), default=float("nan"))
+                bar.update(1, best=best) if cand.ok else bar.update(1, failed=cand.reason[:40])
+            strategy.tell(cand)
+            told += 1
+    if journal and stop_reason == "candidates":
+        _warn(f"{len(journal)} journalled candidates were not asked again (the run was extended or reduced)")
+    # --- 4. the front and the bookkeeping ----------------------------------------------------------
+    run = Run(run_dir.path)
+    front = pareto_front(run.candidates, proxy_names[0])
+    run_dir.write_pareto(front, proxy_names[0])
+    n_ok = sum(c.ok for c in run.candidates)
+    if run.candidates and n_ok == 0:
+        reasons = sorted({c.reason for c in run.candidates})[:3]
+        raise BadInputError(f"every candidate failed ({len(run.candidates)}), e.g. {reasons}; "
+                            "check the proxy and the budget")
+    timings.update(teacher_outputs=ctx.teacher_seconds, cost_total=cost_seconds[0],
+                   search_loop=time.perf_counter() - loop_start, total=time.perf_counter() - t_start)
+    run_dir.update_config(status="finished", stop_reason=stop_reason, timings=timings, replayed=replayed,
+                          n_candidates=len(run.candidates), n_ok=n_ok,
+                          n_failed=sum(c.status == "failed" for c in run.candidates),
+                          n_infeasible=sum(c.status == "infeasible" for c in run.candidates),
+                          front_size=len(front))
+    return Run(run_dir.path)

@@ -1,0 +1,5 @@
+"""Searchers behind one ask/tell interface (see :mod:`studentnas.searchers.base`)."""
+
+from studentnas.searchers.base import Searcher
+
+__all__ = ["Searcher"]

@@ -1,0 +1,206 @@
+"""``SearchSpace``: the contract every search-space plugin implements, and ``GeneSpace``, a base
+class for spaces that are a product of discrete genes (all of ours are).
+
+Lifecycle: a searcher calls ``sample``/``mutate``/``crossover`` (or ``decode`` on an integer vector
+within ``bounds``) to propose an :class:`~studentnas.arch.Arch`; the engine checks it against the
+budget with ``cost`` (analytic, no model is built), and only then calls ``build`` to get a timm-style
+``nn.Module`` (``forward_features``, ``forward_head``, ``num_features``).
+
+Example:
+    >>> import numpy as np
+    >>> from studentnas import get_space
+    >>> space = get_space("nb201")
+    >>> arch = space.sample(np.random.default_rng(0))
+    >>> space.decode(space.encode(arch)) == arch
+    True
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+from torch import nn
+
+from studentnas.arch import Arch, GeneValue
+from studentnas.cost import Cost
+from studentnas.errors import BadInputError
+
+
+class SearchSpace(ABC):
+    """Abstract search space. Subclasses set ``name`` and ``default_input_size`` and implement the
+    abstract methods. ``for_teacher`` derives a space centred on a teacher module."""
+
+    name: ClassVar[str] = ""
+    default_input_size: ClassVar[tuple[int, int, int]] = (3, 224, 224)
+
+    # --- generation and variation ---------------------------------------------------------------
+    @abstractmethod
+    def sample(self, rng: np.random.Generator) -> Arch: ...
+
+    @abstractmethod
+    def mutate(self, arch: Arch, rng: np.random.Generator) -> Arch: ...
+
+    @abstractmethod
+    def crossover(self, a: Arch, b: Arch, rng: np.random.Generator) -> Arch: ...
+
+    # --- integer encoding for pymoo / Optuna ----------------------------------------------------
+    @property
+    @abstractmethod
+    def bounds(self) -> tuple[np.ndarray, np.ndarray]:
+        """Inclusive integer (lower, upper) bounds of the encoding."""
+
+    @abstractmethod
+    def encode(self, arch: Arch) -> np.ndarray: ...
+
+    @abstractmethod
+    def decode(self, vector: Sequence[int] | np.ndarray) -> Arch: ...
+
+    # --- models and costs ---------------------------------------------------------------------
+    @abstractmethod
+    def build(self, arch: Arch, num_classes: int = 1000, in_chans: int = 3) -> nn.Module: ...
+
+    @abstractmethod
+    def cost(self, arch: Arch, input_size: tuple[int, int, int] | None = None, num_classes: int = 1000) -> Cost:
+        """Analytic cost of one image of ``input_size`` (C, H, W); fast (>= 1000 archs/s)."""
+
+    @abstractmethod
+    def smallest(self) -> Arch:
+        """The architecture with the lowest cost in this space (every cost metric at its minimum)."""
+
+    # --- teacher-derived spaces ---------------------------------------------------------------
+    @classmethod
+    def matches_teacher(cls, teacher: nn.Module) -> bool:
+        """True when ``for_teacher`` can centre this space on ``teacher`` (used to pick a default)."""
+        return False
+
+    @classmethod
+    def for_teacher(cls, teacher: nn.Module) -> SearchSpace:
+        """A space centred on ``teacher``. Spaces that do not depend on a teacher return a default instance."""
+        return cls()
+
+    # --- identity -----------------------------------------------------------------------------
+    def config(self) -> dict[str, Any]:
+        """JSON-ready description of this instance (recorded in run.json and exported files)."""
+        return {"name": self.name}
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> SearchSpace:
+        return cls()
+
+    def validate(self, arch: Arch) -> Arch:
+        """Return ``arch`` if it belongs to this space, raise ``BadInputError`` otherwise."""
+        if arch.space != self.name:
+            raise BadInputError(f"arch {arch.id} is from space '{arch.space}', not '{self.name}'")
+        return arch
+
+    def format_arch(self, arch: Arch) -> str:  # pragma: no cover - default text form
+        body = ",".join(f"{k}={v}" for k, v in arch.genes)
+        return f"{self.name}({body})"
+
+
+@dataclass(frozen=True)
+class Gene:
+    """One discrete gene: a name and its ordered choices (ordered so that neighbours are similar)."""
+
+    name: str
+    choices: tuple[GeneValue, ...]
+
+    def index(self, value: GeneValue) -> int:
+        try:
+            return self.choices.index(value)
+        except ValueError:
+            raise BadInputError(
+                f"gene '{self.name}' = {value!r} is not one of its choices {list(self.choices)}"
+            ) from None
+
+
+class GeneSpace(SearchSpace):
+    """A space that is the product of discrete :class:`Gene` s.
+
+    Subclasses provide ``genes()`` and may override ``canonical`` to collapse genes that do not
+    change the network (so that equal networks get equal ids). Sampling is uniform per gene;
+    mutation changes one gene to a neighbouring or random other choice; crossover is uniform.
+    """
+
+    def genes(self) -> list[Gene]:
+        raise NotImplementedError
+
+    def canonical(self, genes: dict[str, GeneValue]) -> dict[str, GeneValue]:
+        """Normalise genes that have no effect (default: none)."""
+        return genes
+
+    def _gene_list(self) -> list[Gene]:
+        cached = self.__dict__.get("_genes_cache")
+        if cached is None:
+            cached = self.genes()
+            self.__dict__["_genes_cache"] = cached
+        return cached
+
+    def make(self, **genes: GeneValue) -> Arch:
+        """An arch from gene values; every gene must be given and valid."""
+        gl = self._gene_list()
+        missing = [g.name for g in gl if g.name not in genes]
+        unknown = sorted(set(genes) - {g.name for g in gl})
+        if missing or unknown:
+            raise BadInputError(f"space '{self.name}' needs genes {[g.name for g in gl]}; "
+                                f"missing {missing}, unknown {unknown}")
+        for g in gl:
+            g.index(genes[g.name])
+        return Arch(self.name, self.canonical(dict(genes)))
+
+    def validate(self, arch: Arch) -> Arch:
+        super().validate(arch)
+        return self.make(**arch.as_dict())
+
+    def sample(self, rng: np.random.Generator) -> Arch:
+        return Arch(self.name, self.canonical({g.name: g.choices[int(rng.integers(len(g.choices)))]
+                                               for g in self._gene_list()}))
+
+    def mutate(self, arch: Arch, rng: np.random.Generator) -> Arch:
+        genes = arch.as_dict()
+        mutable = [g for g in self._gene_list() if len(g.choices) > 1]
+        for _ in range(100):
+            gene = mutable[int(rng.integers(len(mutable)))]
+            i = gene.index(genes[gene.name])
+            if len(gene.choices) > 4 and rng.random() < 0.7:  # long ordered ranges: mostly local steps
+                j = int(np.clip(i + rng.choice([-2, -1, 1, 2]), 0, len(gene.choices) - 1))
+            else:
+                j = int(rng.integers(len(gene.choices)))
+            child = Arch(self.name, self.canonical({**genes, gene.name: gene.choices[j]}))
+            if child != arch:
+                return child
+        return self.sample(rng)
+
+    def crossover(self, a: Arch, b: Arch, rng: np.random.Generator) -> Arch:
+        ga, gb = a.as_dict(), b.as_dict()
+        return Arch(self.name, self.canonical({g.name: (ga if rng.random() < 0.5 else gb)[g.name]
+                                               for g in self._gene_list()}))
+
+    @property
+    def bounds(self) -> tuple[np.ndarray, np.ndarray]:
+        gl = self._gene_list()
+        return np.zeros(len(gl), dtype=int), np.array([len(g.choices) - 1 for g in gl], dtype=int)
+
+    def encode(self, arch: Arch) -> np.ndarray:
+        genes = arch.as_dict()
+        return np.array([g.index(genes[g.name]) for g in self._gene_list()], dtype=int)
+
+    def decode(self, vector: Sequence[int] | np.ndarray) -> Arch:
+        gl = self._gene_list()
+        if len(vector) != len(gl):
+            raise BadInputError(f"space '{self.name}' encodes {len(gl)} genes, got a vector of {len(vector)}")
+        genes = {}
+        for g, v in zip(gl, vector):
+            i = int(v)
+            if not 0 <= i < len(g.choices):
+                raise BadInputError(f"gene '{g.name}' index {i} is outside 0..{len(g.choices) - 1}")
+            genes[g.name] = g.choices[i]
+        return Arch(self.name, self.canonical(genes))
+
+    def size(self) -> int:
+        """Number of gene combinations (an upper bound on distinct archs after canonicalisation)."""
+        return int(np.prod([len(g.choices) for g in self._gene_list()], dtype=object))
