@@ -18,9 +18,9 @@ import hashlib
 import json
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Union
+from typing import Any
 
-GeneValue = Union[int, float, str, tuple]
+GeneValue = int | float | str | tuple
 
 
 def _freeze(value: Any) -> GeneValue:

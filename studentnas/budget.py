@@ -34,7 +34,7 @@ GRAMMAR = (
     "<number>ms (30ms), <number><KB|MB|GB> (200MB), <number>%<params|MACs|latency|memory> (60%params)"
 )
 
-_PREFIX = {"": 1.0, "K": 1e3, "k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12}
+_PREFIX = {"": 1.0, "K": 1e3, "M": 1e6, "G": 1e9, "T": 1e12}  # case-insensitive: milli-FLOPs make no sense
 _MEMORY = {"kb": 1e-3, "mb": 1.0, "gb": 1e3, "kib": 1024 / 1e6, "mib": 2**20 / 1e6, "gib": 2**30 / 1e6}
 _COUNT_UNITS = {"flops": "macs", "flop": "macs", "macs": "macs", "mac": "macs", "params": "params", "param": "params"}
 _SHARE_UNITS = {**_COUNT_UNITS, "latency": "latency", "ms": "latency", "memory": "memory", "mem": "memory"}
@@ -81,11 +81,12 @@ def _parse_one(text: str) -> Constraint:
         return Constraint("latency", number, text.strip())
     if low in _MEMORY:
         return Constraint("memory", number * _MEMORY[low], text.strip())
-    prefix, unit = (rest[:1], rest[1:]) if rest[:1] in _PREFIX and rest[1:].lower() in _COUNT_UNITS else ("", rest)
-    if unit.lower() not in _COUNT_UNITS:
-        shown = unit or "(none)"
-        raise BadInputError(f"budget '{text}': unknown unit '{shown}'; {GRAMMAR}")
-    return Constraint(_COUNT_UNITS[unit.lower()], number * _PREFIX[prefix], text.strip())
+    compact = re.sub(r"\s+", "", rest)  # "1.5K params" == "1.5Kparams"
+    head, tail = compact[:1].upper(), compact[1:].lower()
+    prefix, unit = (head, tail) if head in _PREFIX and tail in _COUNT_UNITS else ("", low)
+    if unit not in _COUNT_UNITS:
+        raise BadInputError(f"budget '{text}': unknown unit '{rest or '(none)'}'; {GRAMMAR}")
+    return Constraint(_COUNT_UNITS[unit], number * _PREFIX[prefix], text.strip())
 
 
 @dataclass(frozen=True)

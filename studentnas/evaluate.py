@@ -65,6 +65,7 @@ class LocalEvaluator:
         start = time.perf_counter()
         timings: dict[str, float] = {}
         student = build_student(self.space, arch, self.seed, self.num_classes, self.ctx.input_size[0])
+        student = student.to(memory_format=torch.channels_last)  # ~1.5x faster CPU convolutions
         timings["build"] = time.perf_counter() - start
         if self.budget.needs_measurement:
             t0 = time.perf_counter()

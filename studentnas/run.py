@@ -69,7 +69,8 @@ class RunDir:
             raise BadInputError(f"'{self.path}' is not a run directory (no {RUN_JSON}); "
                                 "pass the --out folder of a `studentnas search`") from None
         except json.JSONDecodeError as err:
-            raise BadInputError(f"'{self.path / RUN_JSON}' is corrupt ({err}); delete the run and search again") from None
+            raise BadInputError(f"'{self.path / RUN_JSON}' is corrupt ({err}); delete the run and search again") \
+                from None
 
     def update_config(self, **fields: Any) -> None:
         write_json_atomic(self.path / RUN_JSON, {**self.config(), **fields})

@@ -48,7 +48,7 @@ from studentnas.teacher import Teacher, check_teacher_name, load_teacher
 DEFAULT_PROXY = "nwot"
 DEFAULT_SEARCHER = "evolution"
 DEFAULT_CANDIDATES = 200
-DEFAULT_BATCH_SIZE = 32
+DEFAULT_BATCH_SIZE = 16  # >= 16 keeps BatchNorm batch statistics meaningful (METHODS.md §1.9)
 # run.json fields that must match for --resume; `candidates` and `time_limit` may change (to extend a run).
 IDENTITY_FIELDS = ("teacher", "teacher_checkpoint_sha256", "pretrained", "budget", "space", "proxies", "searcher",
                    "data", "input_size", "batch_size", "seed")
@@ -175,8 +175,9 @@ def search(
     resolved = parsed_budget.resolve(teacher_cost)
     check_budget_range(resolved, the_space, input_size, teach.num_classes, teacher_cost)
     t0 = time.perf_counter()
-    images = data_mod.load_images(data, split="train", seed=seed)
+    images = data_mod.load_images(data, split="train", limit=batch_size, seed=seed)  # decode only what we use
     batch, labels = data_mod.calibration_batch(images, batch_size, input_size, teach.mean, teach.std, seed)
+    batch = batch.contiguous(memory_format=torch.channels_last)
     timings["data"] = time.perf_counter() - t0
     config: dict[str, Any] = {
         "teacher": teach.name, "teacher_checkpoint": teach.checkpoint, "teacher_checkpoint_sha256":

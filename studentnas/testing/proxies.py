@@ -1,0 +1,38 @@
+"""Contract every ``Proxy`` must satisfy.
+
+Example:
+    >>> import torch, timm
+    >>> from studentnas import get_proxy
+    >>> from studentnas.cost import Cost
+    >>> from studentnas.proxy import ProxyContext
+    >>> ctx = ProxyContext(torch.randn(4, 3, 32, 32), torch.arange(4), 10)
+    >>> check_proxy(get_proxy("nwot"), timm.create_model("resnet18", num_classes=10), ctx, Cost(1.0, 1.0))
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from studentnas.cost import Cost
+from studentnas.proxy import NEEDS, Proxy, ProxyContext
+
+
+def check_proxy(proxy: Proxy, student: nn.Module, ctx: ProxyContext, cost: Cost) -> float:
+    """Finite, deterministic, oriented (``maximize``), documented, and the student is left untouched."""
+    assert proxy.name, "a proxy needs a name"
+    assert proxy.direction == "maximize", "scores must be oriented so that higher is better"
+    assert proxy.sign, f"proxy {proxy.name} must document its sign fix in `sign`"
+    assert proxy.needs <= NEEDS, f"proxy {proxy.name} needs unknown inputs {set(proxy.needs) - NEEDS}"
+    before = {k: v.clone() for k, v in student.state_dict().items()}
+    view = ctx.for_candidate(cost)
+    first = proxy.score(student, view)
+    second = proxy.score(student, view)
+    assert isinstance(first, float) and math.isfinite(first), f"{proxy.name} gave a non-finite score {first}"
+    assert math.isclose(first, second, rel_tol=1e-6, abs_tol=1e-9), f"{proxy.name} is not deterministic"
+    after = student.state_dict()
+    for key, value in before.items():
+        assert torch.equal(value, after[key]), f"{proxy.name} changed the student's '{key}'"
+    return first
