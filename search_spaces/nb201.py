@@ -144,9 +144,13 @@ class NB201Net(nn.Module):
 
 @lru_cache(maxsize=65536)
 def _analytic_cost(
-    ops: tuple[str, ...], input_size: tuple[int, int, int], num_classes: int, C: int, N: int
+    n_conv1: int, n_conv3: int, n_pool: int, input_size: tuple[int, int, int], num_classes: int, C: int, N: int
 ) -> tuple[int, int, int]:
-    """(macs, params, nb201_flops) of ``NB201Net(ops, num_classes, input_size[0], C, N)``."""
+    """(macs, params, nb201_flops) of an ``NB201Net`` whose cell has these op counts.
+
+    The cost depends on the cell only through how many edges hold each op, so the cache is keyed
+    on those counts (126 combinations) rather than on the 15,625 cells.
+    """
     in_chans, h, w = input_size
     hw = h * w
     macs = 9 * in_chans * C * hw
@@ -160,20 +164,33 @@ def _analytic_cost(
             macs += m
             params += 9 * c_in * c + 9 * c * c + c_in * c + 4 * c
             flops += m + c_in * in_hw + 5 * c * hw + 4 * c_in * hw
-        for op in ops:
-            if op in ("nor_conv_1x1", "nor_conv_3x3"):
-                k2 = 1 if op == "nor_conv_1x1" else 9
-                macs += N * k2 * c * c * hw
-                params += N * (k2 * c * c + 2 * c)
-                flops += N * (k2 * c * c + 3 * c) * hw  # conv + ReLU + BN
-            elif op == "avg_pool_3x3":
-                flops += N * 9 * c * hw
+        for k2, count in ((1, n_conv1), (9, n_conv3)):  # ReLU -> conv -> BN on `count` edges of N cells
+            macs += count * N * k2 * c * c * hw
+            params += count * N * (k2 * c * c + 2 * c)
+            flops += count * N * (k2 * c * c + 3 * c) * hw
+        flops += n_pool * N * 9 * c * hw
     f = 4 * C
     h2, w2 = h // 4, w // 4
     macs += f * num_classes
     params += 2 * f + f * num_classes + num_classes
     flops += 3 * f * hw + f * (h2 + 1) * (w2 + 1) + f * num_classes  # BN + ReLU, global pool, linear
     return macs, params, flops
+
+
+_GENE_NAMES = tuple(f"e{i}" for i in range(6))
+_OP_SET = frozenset(OPS)
+
+
+@lru_cache(maxsize=256)
+def _check_size(size: tuple) -> tuple[int, int, int]:
+    """``size`` as ints if it is a valid NB201 input size (C, H, W) with H, W multiples of 4."""
+    valid = len(size) == 3 and all(isinstance(v, numbers.Integral) and v >= 1 for v in size)
+    if not valid or size[1] % 4 or size[2] % 4:
+        raise BadInputError(
+            f"nb201 input_size must be (C, H, W) with H and W multiples of 4 (two stride-2 "
+            f"reductions), got {size!r}; use e.g. (3, 32, 32)"
+        )
+    return tuple(int(v) for v in size)  # type: ignore[return-value]
 
 
 @SPACES.register("nb201")
@@ -264,10 +281,10 @@ class NB201Space(GeneSpace):
     def _ops(self, arch: Arch) -> tuple[str, ...]:
         if arch.space != self.name:
             raise BadInputError(f"arch {arch.id} is from space '{arch.space}', not '{self.name}'")
-        genes = arch.as_dict()
-        ops = tuple(genes.get(f"e{i}") for i in range(6))
-        if len(genes) != 6 or any(op not in OPS for op in ops):
-            raise BadInputError(f"nb201 arch needs genes e0..e5, each one of {list(OPS)}; got {genes}")
+        names = tuple(k for k, _ in arch.genes)  # genes are stored sorted by name
+        ops = tuple(v for _, v in arch.genes)
+        if names != _GENE_NAMES or not _OP_SET.issuperset(ops):
+            raise BadInputError(f"nb201 arch needs genes e0..e5, each one of {list(OPS)}; got {arch.as_dict()}")
         return ops  # type: ignore[return-value]
 
     # --- models and costs -------------------------------------------------------------------------
@@ -278,12 +295,8 @@ class NB201Space(GeneSpace):
     def cost(self, arch: Arch, input_size: tuple[int, int, int] | None = None, num_classes: int = 10) -> Cost:
         """Exact analytic MACs and params of ``build(arch, num_classes, input_size[0])`` for one image,
         plus ``extra["nb201_flops"]`` in the published NB201 (NASLib) convention."""
-        size = tuple(self.default_input_size if input_size is None else input_size)
-        valid = len(size) == 3 and all(isinstance(v, numbers.Integral) and v >= 1 for v in size)
-        if not valid or size[1] % 4 or size[2] % 4:
-            raise BadInputError(
-                f"nb201 input_size must be (C, H, W) with H and W multiples of 4 (two stride-2 "
-                f"reductions), got {input_size!r}; use e.g. (3, 32, 32)"
-            )
-        macs, params, flops = _analytic_cost(self._ops(arch), tuple(map(int, size)), int(num_classes), self.C, self.N)
+        size = _check_size(self.default_input_size if input_size is None else tuple(input_size))
+        ops = self._ops(arch)
+        macs, params, flops = _analytic_cost(ops.count("nor_conv_1x1"), ops.count("nor_conv_3x3"),
+                                             ops.count("avg_pool_3x3"), size, int(num_classes), self.C, self.N)
         return Cost(macs=float(macs), params=float(params), extra={"nb201_flops": float(flops)})
