@@ -44,7 +44,7 @@ def list_searchers(filter: str | None = None) -> list[str]:
 
 def __getattr__(name: str):  # lazy: these pull in timm and the data stack
     if name == "search":
-        from studentnas.search import search
+        from studentnas.search_job import search
 
         return search
     if name in ("load_run", "Run"):

@@ -58,7 +58,7 @@ examples:
 
 
 def _add_search(sub: argparse._SubParsersAction) -> None:
-    from studentnas.search import DEFAULT_BATCH_SIZE, DEFAULT_CANDIDATES, DEFAULT_PROXY, DEFAULT_SEARCHER
+    from studentnas.search_job import DEFAULT_BATCH_SIZE, DEFAULT_CANDIDATES, DEFAULT_PROXY, DEFAULT_SEARCHER
 
     p = sub.add_parser("search", help="training-free search for students under a budget", description=SEARCH_HELP,
                        formatter_class=FORMATTER)
@@ -89,7 +89,7 @@ def _add_search(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_search(args: argparse.Namespace) -> int:
-    from studentnas.search import search
+    from studentnas.search_job import search
     from studentnas.table import front_table
 
     run = search(teacher=args.teacher, budget=args.budget, space=args.space, proxy=args.proxy,
