@@ -14,10 +14,19 @@ Example:
 
 from __future__ import annotations
 
+import torch
 from torch import nn
 
+from studentnas.cost import Cost
 from studentnas.proxy import Proxy, ProxyContext
 from studentnas.registry import PROXIES
+
+
+def _cost_pair() -> tuple[tuple[nn.Module, ProxyContext], tuple[nn.Module, ProxyContext]]:
+    """A wider linear model (more params and MACs) and a narrower one; bigger is 'better' for cost proxies."""
+    ctx = ProxyContext(torch.zeros(2, 8), torch.zeros(2, dtype=torch.long), 2)
+    wide, narrow = nn.Linear(8, 4), nn.Linear(8, 2)
+    return (wide, ctx.for_candidate(Cost(macs=32, params=36))), (narrow, ctx.for_candidate(Cost(macs=16, params=18)))
 
 
 @PROXIES.register("params")
@@ -31,6 +40,10 @@ class ParamsProxy(Proxy):
     def _score(self, student: nn.Module, ctx: ProxyContext) -> float:
         return ctx.cost.params / 1e6
 
+    @classmethod
+    def example_pair(cls):  # noqa: ANN206 - see Proxy.example_pair
+        return _cost_pair()
+
 
 @PROXIES.register("macs")
 class MacsProxy(Proxy):
@@ -42,3 +55,7 @@ class MacsProxy(Proxy):
 
     def _score(self, student: nn.Module, ctx: ProxyContext) -> float:
         return ctx.cost.macs / 1e6
+
+    @classmethod
+    def example_pair(cls):  # noqa: ANN206 - see Proxy.example_pair
+        return _cost_pair()

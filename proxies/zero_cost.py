@@ -65,6 +65,18 @@ class SynflowProxy(Proxy):
                     total += (module.weight * module.weight.grad).abs().sum()
         return signed_log(float(total))
 
+    @classmethod
+    def example_pair(cls):  # noqa: ANN206 - see Proxy.example_pair
+        """A 2-4-1 ReLU MLP and the same MLP with half of its first-layer weights pruned to zero:
+        pruning removes synaptic paths, so the pruned net has strictly less flow."""
+        torch.manual_seed(0)
+        full = nn.Sequential(nn.Linear(2, 4, bias=False), nn.ReLU(), nn.Linear(4, 1, bias=False))
+        pruned = copy.deepcopy(full)
+        with torch.no_grad():
+            pruned[0].weight[:2].zero_()
+        ctx = ProxyContext(torch.zeros(2, 2), torch.zeros(2, dtype=torch.long), 1).for_candidate(None)
+        return (full, ctx), (pruned, ctx)
+
 
 @PROXIES.register("nwot")
 class NwotProxy(Proxy):
@@ -103,3 +115,15 @@ class NwotProxy(Proxy):
             student.train(was_training)
             student.load_state_dict(bn_state, strict=False)
         return float(torch.linalg.slogdet(kernel)[1])
+
+    @classmethod
+    def example_pair(cls):  # noqa: ANN206 - see Proxy.example_pair
+        """Identity layer + ReLU on inputs (1,1,1,1) and (-1,-1,-1,-1): codes 1111 vs 0000 (Hamming 4),
+        K = [[4,0],[0,4]], det 16. The same layer on (1,1,1,1) and (1,1,1,-1): codes 1111 vs 1110,
+        K = [[4,3],[3,4]], det 7. More distinct activation patterns score higher."""
+        net = nn.Sequential(nn.Linear(4, 4, bias=False), nn.ReLU())
+        with torch.no_grad():
+            net[0].weight.copy_(torch.eye(4))
+        far = ProxyContext(torch.tensor([[1.0] * 4, [-1.0] * 4]), torch.zeros(2, dtype=torch.long), 2)
+        near = ProxyContext(torch.tensor([[1.0] * 4, [1.0, 1.0, 1.0, -1.0]]), torch.zeros(2, dtype=torch.long), 2)
+        return (net, far.for_candidate(None)), (copy.deepcopy(net), near.for_candidate(None))

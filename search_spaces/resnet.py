@@ -187,25 +187,21 @@ class ResNetSpace(GeneSpace):
             "bottleneck" else 1.0, arch["stem_type"], int(arch["stem_width"]), self.cardinality, c, h, w, num_classes)
         return Cost(macs=float(macs), params=float(params))
 
+    def _minimal_archs(self) -> list[Arch]:
+        """Depth 1 and the narrowest widths everywhere, for every block/stem/ratio combination: the
+        cost minimum over the space is among these (cost grows with depth and width)."""
+        return [self.make(block=b, stem_type=s, stem_width=sw, ratio=r, **{f"depth{i + 1}": 1 for i in range(4)},
+                          **{f"width{i + 1}": WIDTH_MULTS[0] for i in range(4)})
+                for b, s, sw, r in itertools.product(("basic", "bottleneck"), STEM_TYPES, STEM_WIDTHS,
+                                                     BOTTLENECK_RATIOS)]
+
     def smallest(self) -> Arch:
-        """Depth 1 and the narrowest widths everywhere; block, stem and ratio chosen for the fewest MACs."""
-        best = None
-        for block, stem, sw, ratio in itertools.product(("basic", "bottleneck"), STEM_TYPES, STEM_WIDTHS,
-                                                        BOTTLENECK_RATIOS):
-            arch = self.make(block=block, stem_type=stem, stem_width=sw, ratio=ratio,
-                             **{f"depth{i + 1}": 1 for i in range(4)},
-                             **{f"width{i + 1}": WIDTH_MULTS[0] for i in range(4)})
-            if best is None or self.cost(arch).macs < self.cost(best).macs:
-                best = arch
-        return best
+        """The arch with the fewest MACs (at the default input size)."""
+        return min(self._minimal_archs(), key=lambda a: self.cost(a).macs)
 
     def min_cost(self, input_size: tuple[int, int, int] | None = None, num_classes: int = 1000) -> Cost:
         """Per-metric minimum over the space (the fewest MACs and the fewest params may be different archs)."""
-        costs = [self.cost(self.make(block=b, stem_type=s, stem_width=sw, ratio=r,
-                                     **{f"depth{i + 1}": 1 for i in range(4)},
-                                     **{f"width{i + 1}": WIDTH_MULTS[0] for i in range(4)}), input_size, num_classes)
-                 for b, s, sw, r in itertools.product(("basic", "bottleneck"), STEM_TYPES, STEM_WIDTHS,
-                                                      BOTTLENECK_RATIOS)]
+        costs = [self.cost(a, input_size, num_classes) for a in self._minimal_archs()]
         return Cost(macs=min(c.macs for c in costs), params=min(c.params for c in costs))
 
     # --- teacher-derived spaces ---------------------------------------------------------------

@@ -5,9 +5,13 @@ student**. A proxy whose natural quantity is a distance or a loss returns its ne
 (``params``, ``macs``) return the count itself, because as accuracy predictors bigger scores higher
 (NASLib's convention). Each proxy class states its own fix in ``sign``.
 
-A ``ProxyContext`` holds the calibration batch, the teacher and a cache of teacher-derived tensors
-(logits, features, anything a proxy asks for through :meth:`ProxyContext.cached`). The cache is
-filled once per calibration batch and shared by every candidate, so teacher work is paid once.
+A ``ProxyContext`` holds the calibration batch, the teacher and two caches:
+
+* :meth:`ProxyContext.cached`: teacher-derived tensors (logits, features, relation matrices),
+  filled once per calibration batch and shared by every candidate, so teacher work is paid once;
+* :meth:`ProxyContext.shared`: per-candidate passes (one forward/backward of the student) that
+  several proxies of a suite read, so a suite pays for each kind of pass once. Each
+  :meth:`ProxyContext.for_candidate` view starts with an empty one.
 
 Example:
     >>> import torch
@@ -59,6 +63,7 @@ class ProxyContext:
     cost: Cost | None = None
     _cache: dict[str, Any] = field(default_factory=dict, repr=False)
     _timing: dict[str, float] = field(default_factory=lambda: {"teacher_seconds": 0.0}, repr=False)
+    _shared: dict[str, Any] = field(default_factory=dict, repr=False)
 
     @property
     def input_size(self) -> tuple[int, int, int]:
@@ -70,8 +75,19 @@ class ProxyContext:
         return self._timing["teacher_seconds"]
 
     def for_candidate(self, cost: Cost) -> ProxyContext:
-        """A view for one candidate: same batch, teacher and cache, plus that candidate's cost."""
-        return replace(self, cost=cost)
+        """A view for one candidate: same batch, teacher and teacher cache, that candidate's cost, and an
+        empty per-candidate pass cache."""
+        return replace(self, cost=cost, _shared={})
+
+    def shared(self, key: str, compute: Callable[[], Any]) -> Any:
+        """``compute()`` once per candidate view: lets the proxies of a suite share one pass.
+
+        Keys name the pass and everything it depends on (e.g. ``"ce_backward"``); ``compute`` must not
+        change the student (work on a copy).
+        """
+        if key not in self._shared:
+            self._shared[key] = compute()
+        return self._shared[key]
 
     def cached(self, key: str, compute: Callable[[], Any]) -> Any:
         """``compute()`` once per context (and its views); the time is counted as teacher work."""
@@ -125,6 +141,13 @@ class Proxy(ABC):
 
     @abstractmethod
     def _score(self, student: nn.Module, ctx: ProxyContext) -> float: ...
+
+    @classmethod
+    def example_pair(cls) -> tuple[tuple[nn.Module, ProxyContext], tuple[nn.Module, ProxyContext]]:
+        """A hand-made ``((better, ctx), (worse, ctx))`` pair whose order is known from the proxy's
+        definition; the contract suite checks that the better one scores higher. Contexts are
+        candidate views (``for_candidate``). Every registered proxy must provide one."""
+        raise NotImplementedError(f"proxy '{cls.name}' has no example_pair; the contract suite needs one")
 
     def config(self) -> dict[str, Any]:
         return {"name": self.name}

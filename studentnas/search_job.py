@@ -74,8 +74,7 @@ def pick_space(name: str | None, teacher: Teacher) -> SearchSpace:
 def check_budget_range(budget: Budget, space: SearchSpace, input_size: tuple[int, int, int], num_classes: int,
                        teacher_cost: Cost) -> None:
     """Reject budgets below the smallest student; warn about budgets above the teacher."""
-    low = space.min_cost(input_size, num_classes) if hasattr(space, "min_cost") else \
-        space.cost(space.smallest(), input_size, num_classes)
+    low = space.min_cost(input_size, num_classes)
     for c in budget.constraints:
         if c.metric not in ("macs", "params"):
             continue

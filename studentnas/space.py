@@ -69,7 +69,12 @@ class SearchSpace(ABC):
 
     @abstractmethod
     def smallest(self) -> Arch:
-        """The architecture with the lowest cost in this space (every cost metric at its minimum)."""
+        """The architecture with the fewest MACs in this space."""
+
+    def min_cost(self, input_size: tuple[int, int, int] | None = None, num_classes: int = 1000) -> Cost:
+        """The lowest value of each cost metric over the space (default: the cost of ``smallest()``;
+        spaces where the fewest MACs and the fewest params are different archs override this)."""
+        return self.cost(self.smallest(), input_size, num_classes)
 
     # --- teacher-derived spaces ---------------------------------------------------------------
     @classmethod

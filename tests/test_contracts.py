@@ -9,7 +9,7 @@ import torch
 from studentnas import PROXIES, SEARCHERS, SPACES, get_space
 from studentnas.cost import Cost
 from studentnas.proxy import ProxyContext
-from studentnas.testing import check_proxy, check_searcher, check_space
+from studentnas.testing import check_proxy, check_proxy_order, check_searcher, check_space
 
 SMALL_INPUT = {"resnet": (3, 64, 64), "nb201": (3, 32, 32)}
 
@@ -26,6 +26,11 @@ def test_proxy_contract(name: str) -> None:
     student = timm.create_model("resnet18", num_classes=10)
     ctx = ProxyContext(torch.randn(8, 3, 32, 32), torch.arange(8) % 10, 10, teacher=teacher)
     check_proxy(PROXIES.get(name)(), student, ctx, Cost(macs=1.8e9, params=11.7e6))
+
+
+@pytest.mark.parametrize("name", PROXIES.list())
+def test_proxy_scores_its_known_better_network_higher(name: str) -> None:
+    check_proxy_order(PROXIES.get(name)())
 
 
 @pytest.mark.parametrize("name", SEARCHERS.list())

@@ -7,8 +7,8 @@ Example:
     >>> check_space(get_space("nb201"), input_size=(3, 16, 16), n=2)
 """
 
-from studentnas.testing.proxies import check_proxy
+from studentnas.testing.proxies import check_proxy, check_proxy_order
 from studentnas.testing.searchers import check_searcher
 from studentnas.testing.spaces import check_space
 
-__all__ = ["check_proxy", "check_searcher", "check_space"]
+__all__ = ["check_proxy", "check_proxy_order", "check_searcher", "check_space"]

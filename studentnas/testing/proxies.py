@@ -36,3 +36,12 @@ def check_proxy(proxy: Proxy, student: nn.Module, ctx: ProxyContext, cost: Cost)
     for key, value in before.items():
         assert torch.equal(value, after[key]), f"{proxy.name} changed the student's '{key}'"
     return first
+
+
+def check_proxy_order(proxy: Proxy) -> tuple[float, float]:
+    """Higher is better: on the proxy's own hand-made pair, the better network scores higher."""
+    (better, ctx_b), (worse, ctx_w) = type(proxy).example_pair()
+    high, low = proxy.score(better, ctx_b), proxy.score(worse, ctx_w)
+    assert math.isfinite(high) and math.isfinite(low), f"{proxy.name}: example pair scores {high}, {low}"
+    assert high > low, f"{proxy.name}: the better network of its example pair scored {high} <= {low}"
+    return high, low
