@@ -22,10 +22,12 @@ Example (a tiny run, about 20 seconds on 2 cores)::
 
 from __future__ import annotations
 
+import math
 import platform
 import sys
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -39,9 +41,10 @@ from studentnas.errors import BadInputError, SearchExhaustedError
 from studentnas.evaluate import LocalEvaluator
 from studentnas.pareto import pareto_front
 from studentnas.progress import Progress
-from studentnas.proxy import ProxyContext
+from studentnas.proxy import Proxy, ProxyContext
 from studentnas.registry import PROXIES, SEARCHERS, SPACES
 from studentnas.run import Run, RunDir, config_differences
+from studentnas.searchers.base import Searcher
 from studentnas.space import SearchSpace
 from studentnas.teacher import Teacher, check_teacher_name, load_teacher
 
@@ -105,6 +108,182 @@ def _versions() -> dict[str, str]:
             "python": platform.python_version()}
 
 
+@dataclass
+class _Job:
+    """Everything a search needs, validated and loaded before the run directory is touched."""
+
+    proxy_names: list[str]
+    proxies: list[Proxy]
+    searcher_cls: type[Searcher]
+    run_dir: RunDir
+    teacher: Teacher
+    space: SearchSpace
+    input_size: tuple[int, int, int]
+    budget: Budget
+    batch: torch.Tensor
+    labels: torch.Tensor
+    config: dict[str, Any]
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+def _validate(teacher: str, budget: str | Sequence[str], space: str | None, proxy: str | Sequence[str],
+              searcher: str, candidates: int, batch_size: int, image_size: int | None, time_limit: float | None,
+              data: str | None, out: str | Path | None, resume: bool) -> tuple[Budget, list[str], RunDir]:
+    """Cheap checks of every argument: nothing heavy is loaded before these pass."""
+    parsed = Budget.parse(budget)
+    names = [p.strip() for p in (proxy.split(",") if isinstance(proxy, str) else proxy) if p.strip()]
+    if not names:
+        raise BadInputError(f"no proxy given; pass --proxy NAME[,NAME...] (known: {', '.join(PROXIES.list())})")
+    for name in names:
+        PROXIES.get(name)
+    SEARCHERS.get(searcher)
+    if space is not None:
+        SPACES.get(space)
+    if candidates < 1:
+        raise BadInputError(f"--candidates must be >= 1, got {candidates}")
+    if batch_size < 2:
+        raise BadInputError(f"--batch-size must be >= 2 (proxies compare samples), got {batch_size}")
+    if image_size is not None and not 8 <= image_size <= 1024:
+        raise BadInputError(f"--image-size must be between 8 and 1024 pixels, got {image_size}")
+    if time_limit is not None and time_limit <= 0:
+        raise BadInputError(f"--time-limit must be positive, got {time_limit} s")
+    data_mod.check_data_spec(data)
+    check_teacher_name(teacher)
+    run_dir = RunDir(out if out is not None else Path("runs") / f"{teacher}-{parsed.slug()}")
+    if run_dir.exists and not resume:
+        raise BadInputError(f"'{run_dir.path}' already holds a run; pass --resume to continue it, "
+                            "or --out DIR for a new one")
+    if not run_dir.exists and run_dir.path.exists() and any(run_dir.path.iterdir()):
+        raise BadInputError(f"'{run_dir.path}' exists and is not a run directory; pass an empty or new --out")
+    return parsed, names, run_dir
+
+
+def _prepare(teacher: str, parsed: Budget, proxy_names: list[str], run_dir: RunDir, *, space: str | None,
+             searcher: str, candidates: int, time_limit: float | None, data: str | None, image_size: int | None,
+             batch_size: int, seed: int, teacher_checkpoint: str | Path | None, pretrained: bool) -> _Job:
+    """Load the teacher, derive the space, resolve and range-check the budget, draw the calibration batch."""
+    timings: dict[str, float] = {}
+    t0 = time.perf_counter()
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)  # a random-init teacher is the same in every run of this seed
+        teach = load_teacher(teacher, teacher_checkpoint, pretrained)
+    timings["teacher_load"] = time.perf_counter() - t0
+    chans, height, width = teach.input_size
+    input_size = (chans, image_size or height, image_size or width)
+    the_space = pick_space(space, teach)
+    t0 = time.perf_counter()
+    teacher_cost = measured_cost(teach.model, input_size)
+    timings["teacher_cost"] = time.perf_counter() - t0
+    resolved = parsed.resolve(teacher_cost)
+    check_budget_range(resolved, the_space, input_size, teach.num_classes, teacher_cost)
+    t0 = time.perf_counter()
+    images = data_mod.load_images(data, split="train", limit=batch_size, seed=seed)  # decode only what we use
+    batch, labels = data_mod.calibration_batch(images, batch_size, input_size, teach.mean, teach.std, seed)
+    timings["data"] = time.perf_counter() - t0
+    config: dict[str, Any] = {
+        "teacher": teach.name, "teacher_checkpoint": teach.checkpoint, "teacher_checkpoint_sha256":
+        teach.checkpoint_sha256, "pretrained": pretrained, "teacher_cost": teacher_cost.to_dict(),
+        "budget": parsed.texts, "budget_resolved": resolved.describe(), "space": the_space.config(),
+        "proxies": proxy_names, "searcher": searcher, "data": data, "data_source": images.source,
+        "input_size": list(input_size), "batch_size": batch_size, "seed": seed, "num_classes": teach.num_classes,
+        "candidates": candidates, "time_limit": time_limit, "versions": _versions(), "status": "running",
+    }
+    return _Job(proxy_names=proxy_names, proxies=[PROXIES.get(p)() for p in proxy_names],
+                searcher_cls=SEARCHERS.get(searcher), run_dir=run_dir, teacher=teach, space=the_space,
+                input_size=input_size, budget=resolved, batch=batch.contiguous(memory_format=torch.channels_last),
+                labels=labels, config=config, timings=timings)
+
+
+def _open_run_dir(job: _Job) -> None:
+    """Create the run directory, or check that the one to resume was made with the same settings."""
+    run_dir, config = job.run_dir, job.config
+    if not run_dir.exists:
+        run_dir.create(config)
+        return
+    diffs = config_differences(run_dir.config(), config, IDENTITY_FIELDS)
+    if diffs:
+        raise BadInputError(f"cannot resume '{run_dir.path}': {'; '.join(diffs)}; rerun with the run's "
+                            "settings or start a new run with another --out")
+    run_dir.update_config(candidates=config["candidates"], time_limit=config["time_limit"], status="running")
+
+
+def _loop(job: _Job, seed: int, candidates: int, deadline: float | None, quiet: bool,
+          say: Callable[[str], None]) -> dict[str, Any]:
+    """Ask, evaluate (or replay from the journal), append, tell; returns loop statistics."""
+    objective, teach = job.proxy_names[0], job.teacher
+    ctx = ProxyContext(images=job.batch, labels=job.labels, num_classes=teach.num_classes, teacher=teach.model,
+                       teacher_trained=teach.trained, seed=seed)
+    if any("teacher" in p.needs for p in job.proxies):
+        ctx.teacher_outputs()
+    evaluator = LocalEvaluator(job.space, job.proxies, ctx, job.budget, seed, teach.num_classes)
+    fits = static_budget(job.budget)
+    cost_seconds = 0.0
+    costs: dict[str, Cost] = {}
+
+    def is_feasible(arch: Arch) -> bool:
+        nonlocal cost_seconds
+        t = time.perf_counter()
+        cost = job.space.cost(arch, job.input_size, teach.num_classes)
+        cost_seconds += time.perf_counter() - t
+        costs[arch.id] = cost
+        return fits is None or fits.satisfied(cost)
+
+    strategy = job.searcher_cls(job.space, seed=seed, is_feasible=is_feasible, objective=objective)
+    journal = {c.id: c for c in job.run_dir.read_candidates(repair=True)}
+    if journal:
+        say(f"resuming {job.run_dir.path}: {len(journal)} candidates already evaluated")
+    say(f"searching {candidates} students of {teach.name} in space '{job.space.name}' with "
+        f"{', '.join(job.proxy_names)}; budget {job.budget.describe()}; run dir {job.run_dir.path}")
+    start, replayed, stop_reason = time.perf_counter(), 0, "candidates"
+    best = max((c.score(objective) for c in journal.values()), default=-math.inf)
+    with Progress(total=candidates, desc="search", quiet=quiet, initial=min(len(journal), candidates)) as bar:
+        for _ in range(candidates):
+            if deadline is not None and time.perf_counter() > deadline:
+                stop_reason = "time_limit"
+                break
+            try:
+                [arch] = strategy.ask(1)
+            except SearchExhaustedError as err:
+                say(f"stopping early: {err}")
+                stop_reason = "exhausted"
+                break
+            cand = journal.pop(arch.id, None)
+            if cand is not None:
+                replayed += 1
+            else:
+                cand = evaluator.evaluate(arch, costs[arch.id])
+                job.run_dir.append(cand)
+                best = max(best, cand.score(objective))
+                stats = {"best": best} if math.isfinite(best) else {}
+                bar.update(1, **stats, **({} if cand.ok else {"last": cand.status}))
+            strategy.tell(cand)
+    if journal and stop_reason == "candidates":
+        _warn(f"{len(journal)} journalled candidates were not asked again (the run was extended or reduced)")
+    return {"stop_reason": stop_reason, "replayed": replayed, "cost_total": cost_seconds,
+            "search_loop": time.perf_counter() - start, "teacher_outputs": ctx.teacher_seconds}
+
+
+def _finish(job: _Job, stats: dict[str, Any], total_seconds: float) -> Run:
+    """Write pareto.json and the final run.json bookkeeping; fail if every candidate failed."""
+    objective = job.proxy_names[0]
+    run = Run(job.run_dir.path)
+    front = pareto_front(run.candidates, objective)
+    job.run_dir.write_pareto(front, objective)
+    n_ok = sum(c.ok for c in run.candidates)
+    if run.candidates and n_ok == 0:
+        reasons = sorted({c.reason for c in run.candidates})[:3]
+        raise BadInputError(f"every candidate failed ({len(run.candidates)}), e.g. {reasons}; "
+                            "check the proxy and the budget")
+    timings = {**job.timings, "teacher_outputs": stats["teacher_outputs"], "cost_total": stats["cost_total"],
+               "search_loop": stats["search_loop"], "total": total_seconds}
+    job.run_dir.update_config(status="finished", stop_reason=stats["stop_reason"], timings=timings,
+                              replayed=stats["replayed"], n_candidates=len(run.candidates), n_ok=n_ok,
+                              n_failed=sum(c.status == "failed" for c in run.candidates),
+                              n_infeasible=sum(c.status == "infeasible" for c in run.candidates),
+                              front_size=len(front))
+    return Run(job.run_dir.path)
+
+
 def search(
     teacher: str,
     budget: str | Sequence[str],
@@ -133,131 +312,12 @@ def search(
     """
     t_start = time.perf_counter()
     say = log or ((lambda _m: None) if quiet else (lambda m: print(m, file=sys.stderr, flush=True)))
-    # --- 1. cheap validation: nothing heavy is loaded before these pass ---------------------------
-    parsed_budget = Budget.parse(budget)
-    proxy_names = [p.strip() for p in (proxy.split(",") if isinstance(proxy, str) else proxy) if p.strip()]
-    if not proxy_names:
-        raise BadInputError(f"no proxy given; pass --proxy NAME[,NAME...] (known: {', '.join(PROXIES.list())})")
-    proxies = [PROXIES.get(p)() for p in proxy_names]
-    searcher_cls = SEARCHERS.get(searcher)
-    if space is not None:
-        SPACES.get(space)
-    if candidates < 1:
-        raise BadInputError(f"--candidates must be >= 1, got {candidates}")
-    if batch_size < 2:
-        raise BadInputError(f"--batch-size must be >= 2 (proxies compare samples), got {batch_size}")
-    if image_size is not None and not 8 <= image_size <= 1024:
-        raise BadInputError(f"--image-size must be between 8 and 1024 pixels, got {image_size}")
-    if time_limit is not None and time_limit <= 0:
-        raise BadInputError(f"--time-limit must be positive, got {time_limit} s")
-    data_mod.check_data_spec(data)
-    check_teacher_name(teacher)
-    run_dir = RunDir(out if out is not None else Path("runs") / f"{teacher}-{parsed_budget.slug()}")
-    if run_dir.exists and not resume:
-        raise BadInputError(f"'{run_dir.path}' already holds a run; pass --resume to continue it, "
-                            "or --out DIR for a new one")
-    if not run_dir.exists and run_dir.path.exists() and any(run_dir.path.iterdir()):
-        raise BadInputError(f"'{run_dir.path}' exists and is not a run directory; pass an empty or new --out")
-    # --- 2. teacher, space, budget, data --------------------------------------------------------
-    timings: dict[str, float] = {}
-    t0 = time.perf_counter()
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)  # a random-init teacher is the same in every run of this seed
-        teach = load_teacher(teacher, teacher_checkpoint, pretrained)
-    timings["teacher_load"] = time.perf_counter() - t0
-    chans, height, width = teach.input_size
-    input_size = (chans, image_size or height, image_size or width)
-    the_space = pick_space(space, teach)
-    t0 = time.perf_counter()
-    teacher_cost = measured_cost(teach.model, input_size)
-    timings["teacher_cost"] = time.perf_counter() - t0
-    resolved = parsed_budget.resolve(teacher_cost)
-    check_budget_range(resolved, the_space, input_size, teach.num_classes, teacher_cost)
-    t0 = time.perf_counter()
-    images = data_mod.load_images(data, split="train", limit=batch_size, seed=seed)  # decode only what we use
-    batch, labels = data_mod.calibration_batch(images, batch_size, input_size, teach.mean, teach.std, seed)
-    batch = batch.contiguous(memory_format=torch.channels_last)
-    timings["data"] = time.perf_counter() - t0
-    config: dict[str, Any] = {
-        "teacher": teach.name, "teacher_checkpoint": teach.checkpoint, "teacher_checkpoint_sha256":
-        teach.checkpoint_sha256, "pretrained": pretrained, "teacher_cost": teacher_cost.to_dict(),
-        "budget": parsed_budget.texts, "budget_resolved": resolved.describe(), "space": the_space.config(),
-        "proxies": proxy_names, "searcher": searcher, "data": data, "data_source": images.source,
-        "input_size": list(input_size), "batch_size": batch_size, "seed": seed, "num_classes": teach.num_classes,
-        "candidates": candidates, "time_limit": time_limit, "versions": _versions(), "status": "running",
-    }
-    if run_dir.exists:
-        diffs = config_differences(run_dir.config(), config, IDENTITY_FIELDS)
-        if diffs:
-            raise BadInputError(f"cannot resume '{run_dir.path}': {'; '.join(diffs)}; rerun with the run's "
-                                "settings or start a new run with another --out")
-        run_dir.update_config(candidates=candidates, time_limit=time_limit, status="running")
-    else:
-        run_dir.create(config)
-    # --- 3. the search loop ---------------------------------------------------------------------
-    ctx = ProxyContext(images=batch, labels=labels, num_classes=teach.num_classes, teacher=teach.model,
-                       teacher_trained=teach.trained, seed=seed)
-    if any("teacher" in p.needs for p in proxies):
-        ctx.teacher_outputs()
-    evaluator = LocalEvaluator(the_space, proxies, ctx, resolved, seed, teach.num_classes)
-    fits = static_budget(resolved)
-    cost_seconds = [0.0]
-    costs: dict[str, Cost] = {}
-
-    def is_feasible(arch: Arch) -> bool:
-        t = time.perf_counter()
-        cost = the_space.cost(arch, input_size, teach.num_classes)
-        cost_seconds[0] += time.perf_counter() - t
-        costs[arch.id] = cost
-        return fits is None or fits.satisfied(cost)
-
-    strategy = searcher_cls(the_space, seed=seed, is_feasible=is_feasible, objective=proxy_names[0])
-    journal = {c.id: c for c in run_dir.read_candidates(repair=True)}
-    replayed = 0
-    if journal:
-        say(f"resuming {run_dir.path}: {len(journal)} candidates already evaluated")
-    say(f"searching {candidates} students of {teach.name} in space '{the_space.name}' with "
-        f"{', '.join(proxy_names)}; budget {resolved.describe()}; run dir {run_dir.path}")
-    loop_start = time.perf_counter()
-    stop_reason = "candidates"
-    with Progress(total=candidates, desc="search", quiet=quiet, initial=min(len(journal), candidates)) as bar:
-        told = 0
-        while told < candidates:
-            if time_limit is not None and time.perf_counter() - t_start > time_limit:
-                stop_reason = "time_limit"
-                break
-            try:
-                [arch] = strategy.ask(1)
-            except SearchExhaustedError as err:
-                say(f"stopping early: {err}")
-                stop_reason = "exhausted"
-                break
-            cand = journal.pop(arch.id, None)
-            if cand is not None:
-                replayed += 1
-            else:
-                cand = evaluator.evaluate(arch, costs[arch.id])
-                run_dir.append(cand)
-                best = max((c.score(proxy_names[0]) for c in [cand]), default=float("nan"))
-                bar.update(1, best=best) if cand.ok else bar.update(1, failed=cand.reason[:40])
-            strategy.tell(cand)
-            told += 1
-    if journal and stop_reason == "candidates":
-        _warn(f"{len(journal)} journalled candidates were not asked again (the run was extended or reduced)")
-    # --- 4. the front and the bookkeeping ----------------------------------------------------------
-    run = Run(run_dir.path)
-    front = pareto_front(run.candidates, proxy_names[0])
-    run_dir.write_pareto(front, proxy_names[0])
-    n_ok = sum(c.ok for c in run.candidates)
-    if run.candidates and n_ok == 0:
-        reasons = sorted({c.reason for c in run.candidates})[:3]
-        raise BadInputError(f"every candidate failed ({len(run.candidates)}), e.g. {reasons}; "
-                            "check the proxy and the budget")
-    timings.update(teacher_outputs=ctx.teacher_seconds, cost_total=cost_seconds[0],
-                   search_loop=time.perf_counter() - loop_start, total=time.perf_counter() - t_start)
-    run_dir.update_config(status="finished", stop_reason=stop_reason, timings=timings, replayed=replayed,
-                          n_candidates=len(run.candidates), n_ok=n_ok,
-                          n_failed=sum(c.status == "failed" for c in run.candidates),
-                          n_infeasible=sum(c.status == "infeasible" for c in run.candidates),
-                          front_size=len(front))
-    return Run(run_dir.path)
+    parsed, proxy_names, run_dir = _validate(teacher, budget, space, proxy, searcher, candidates, batch_size,
+                                             image_size, time_limit, data, out, resume)
+    job = _prepare(teacher, parsed, proxy_names, run_dir, space=space, searcher=searcher, candidates=candidates,
+                   time_limit=time_limit, data=data, image_size=image_size, batch_size=batch_size, seed=seed,
+                   teacher_checkpoint=teacher_checkpoint, pretrained=pretrained)
+    _open_run_dir(job)
+    deadline = t_start + time_limit if time_limit is not None else None
+    stats = _loop(job, seed, candidates, deadline, quiet, say)
+    return _finish(job, stats, time.perf_counter() - t_start)
