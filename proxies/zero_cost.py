@@ -1,16 +1,22 @@
-"""Classic zero-cost proxies (METHODS.md §2): ``synflow`` (data-free) and ``nwot`` (NASWOT).
+"""Gradient-saliency zero-cost proxies (METHODS.md §2): ``synflow``, ``snip``, ``grasp``, ``fisher``,
+``grad_norm``, ``plain`` and the weight-only ``l2_norm``.
 
-Both follow the NASLib / SamsungLabs zero-cost harness: networks at their default initialisation,
-per-layer quantities summed over every conv and linear weight (classifier included).
+They follow the NASLib / SamsungLabs zero-cost harness: networks at their current (default)
+initialisation, a deep copy in train mode, one calibration batch, per-layer quantities summed over
+every conv and linear weight (biases excluded, classifier included). ``snip``, ``grad_norm``,
+``plain`` and ``fisher`` read one shared cross-entropy forward/backward per candidate, and ``grasp``
+reuses its gradient (see ``proxies/_passes.py``).
 
 Example:
-    >>> import torch, timm
+    >>> import torch
+    >>> from studentnas import get_space
     >>> from studentnas.proxy import ProxyContext
-    >>> net = timm.create_model("resnet18", num_classes=10)
-    >>> ctx = ProxyContext(torch.randn(8, 3, 32, 32), torch.arange(8) % 10, 10)
-    >>> s = NwotProxy().score(net, ctx)
-    >>> 0 < s < 8 * 100   # log|det K|, K is 8x8 with entries up to the ReLU unit count
-    True
+    >>> space = get_space("nb201", C=4, N=1)
+    >>> cell = "|nor_conv_3x3~0|+|skip_connect~0|nor_conv_1x1~1|+|none~0|none~1|skip_connect~2|"
+    >>> net = space.build(space.from_string(cell))
+    >>> ctx = ProxyContext(torch.randn(8, 3, 8, 8), torch.arange(8) % 10, 10).for_candidate(None)
+    >>> [p.score(net, ctx) > 0 for p in (SnipProxy(), GradNormProxy(), FisherProxy())]  # one shared backward
+    [True, True, True]
 """
 
 from __future__ import annotations
@@ -20,28 +26,51 @@ import copy
 import torch
 from torch import nn
 
+from studentnas.proxies import _passes
 from studentnas.proxy import Proxy, ProxyContext, signed_log
 from studentnas.registry import PROXIES
 
-_WEIGHTED = (nn.Conv2d, nn.Linear)
-_NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.GroupNorm, nn.LayerNorm)
+Pair = tuple[tuple[nn.Module, ProxyContext], tuple[nn.Module, ProxyContext]]
 
 
-def _strip_norms(module: nn.Module) -> None:
-    """Replace every normalisation layer by an identity, in place (synflow's ``bn=False``)."""
-    for name, child in module.named_children():
-        if isinstance(child, _NORMS):
-            setattr(module, name, nn.Identity())
-        else:
-            _strip_norms(child)
+def _gradients(student: nn.Module, ctx: ProxyContext) -> _passes.GradientPass:
+    return _passes.shared(ctx, "gradient", student, lambda: _passes.gradient_pass(student, ctx))
+
+
+def live_and_dead_pair(wrong_labels: bool = False) -> Pair:
+    """A bias-free 4-8-3 ReLU MLP and the same MLP with its first layer pruned to zero, on 4 samples.
+
+    The dead copy passes no signal: its hidden units are 0, so every weight gradient, every weight
+    times gradient and every layer output is exactly 0, and every gradient-saliency proxy gives it 0,
+    while the live net has non-zero gradients. ``wrong_labels`` labels each sample with its lowest
+    logit (used by ``plain``, whose sign depends on the labels).
+    """
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        live = nn.Sequential(nn.Linear(4, 8, bias=False), nn.ReLU(), nn.Linear(8, 3, bias=False))
+        x = torch.randn(4, 4)
+    dead = copy.deepcopy(live)
+    with torch.no_grad():
+        dead[0].weight.zero_()
+        labels = live(x).argmin(dim=1) if wrong_labels else torch.tensor([0, 1, 2, 0])
+    ctx = ProxyContext(x, labels, 3).for_candidate(None)
+    return (live, ctx), (dead, ctx)
 
 
 @PROXIES.register("synflow")
 class SynflowProxy(Proxy):
     """SynFlow: sum over conv/linear weights of |theta * dR/dtheta|, R = sum of the outputs of the
-    network with |weights|, no normalisation layers, float64, on one all-ones input.
+    network with |weights|, no normalisation layers, float64, on one all-ones input; then NASLib's
+    log transform.
 
-    Data- and label-free. Runs on a deep copy, so the student is untouched.
+    Data- and label-free. Runs on a deep copy, so the student is untouched. Sign: none, larger flow is
+    better; the value is NASLib's log transform of the sum.
+
+    Example:
+        >>> net = nn.Sequential(nn.Linear(2, 2, bias=False), nn.ReLU(), nn.Linear(2, 1, bias=False))
+        >>> ctx = ProxyContext(torch.zeros(1, 2), torch.zeros(1, dtype=torch.long), 1)
+        >>> isinstance(SynflowProxy().score(net, ctx), float)
+        True
     """
 
     name = "synflow"
@@ -49,24 +78,11 @@ class SynflowProxy(Proxy):
     sign = "log-transformed as NASLib does (log s for s > 0); larger synaptic flow is better"
 
     def _score(self, student: nn.Module, ctx: ProxyContext) -> float:
-        net = copy.deepcopy(student).double()
-        _strip_norms(net)
-        net.train()
-        with torch.no_grad():
-            for p in net.parameters():
-                p.abs_()
-        net.zero_grad(set_to_none=True)
-        out = net(torch.ones(1, *ctx.input_size, dtype=torch.float64))
-        torch.sum(out).backward()
-        total = torch.zeros((), dtype=torch.float64)
-        with torch.no_grad():
-            for module in net.modules():
-                if isinstance(module, _WEIGHTED) and module.weight.grad is not None:
-                    total += (module.weight * module.weight.grad).abs().sum()
-        return signed_log(float(total))
+        flow = _passes.shared(ctx, "synflow", student, lambda: _passes.synflow_pass(student, ctx))
+        return signed_log(float(flow.per_layer.sum()))
 
     @classmethod
-    def example_pair(cls):  # noqa: ANN206 - see Proxy.example_pair
+    def example_pair(cls) -> Pair:
         """A 2-4-1 ReLU MLP and the same MLP with half of its first-layer weights pruned to zero:
         pruning removes synaptic paths, so the pruned net has strictly less flow."""
         torch.manual_seed(0)
@@ -78,52 +94,171 @@ class SynflowProxy(Proxy):
         return (full, ctx), (pruned, ctx)
 
 
-@PROXIES.register("nwot")
-class NwotProxy(Proxy):
-    """NASWOT (v2): the log-determinant of the kernel K of ReLU activation codes over the batch.
+@PROXIES.register("snip")
+class SnipProxy(Proxy):
+    """SNIP: sum over conv/linear weights of |dL/dm| = |theta * g| (a ones-mask m on every weight),
+    L the cross-entropy of the calibration batch. Shares the ``gradient`` pass. Sign: none, larger
+    saliency is better.
 
-    For every ``nn.ReLU`` call with binary code c = 1[u > 0] (N x units),
-    K += c c^T + (1 - c)(1 - c)^T, i.e. units minus the Hamming distance; score = log|det K|.
-    Forward only, BatchNorm in train mode (batch statistics), student untouched (no weights change).
+    Example:
+        >>> (live, ctx), (dead, _) = SnipProxy.example_pair()
+        >>> SnipProxy().score(live, ctx) > 0 == SnipProxy().score(dead, ctx)
+        True
     """
 
-    name = "nwot"
-    needs = frozenset({"data"})
-    sign = "none: a larger log-determinant (more distinct activation patterns) is better"
+    name = "snip"
+    needs = frozenset({"data", "labels"})
+    sign = "none: a larger total connection saliency |theta * g| is better (NASLib)"
 
     def _score(self, student: nn.Module, ctx: ProxyContext) -> float:
-        n = ctx.images.shape[0]
-        kernel = torch.zeros(n, n, dtype=torch.float64)
-
-        def hook(_module: nn.Module, _inputs: tuple, output: torch.Tensor) -> None:
-            codes = (output.detach().reshape(n, -1) > 0).float()
-            same_on = codes @ codes.T  # exact in float32 below 2**24 units
-            on = codes.sum(dim=1, keepdim=True)
-            units = codes.shape[1]
-            kernel.add_((2 * same_on + units - on - on.T).double())
-
-        handles = [m.register_forward_hook(hook) for m in student.modules() if isinstance(m, (nn.ReLU, nn.ReLU6))]
-        was_training = student.training
-        bn_state = {k: v.clone() for k, v in student.state_dict().items() if "running" in k or "num_batches" in k}
-        try:
-            student.train()
-            with torch.no_grad():
-                student(ctx.images)
-        finally:
-            for h in handles:
-                h.remove()
-            student.train(was_training)
-            student.load_state_dict(bn_state, strict=False)
-        return float(torch.linalg.slogdet(kernel)[1])
+        return float(_gradients(student, ctx).snip.sum())
 
     @classmethod
-    def example_pair(cls):  # noqa: ANN206 - see Proxy.example_pair
-        """Identity layer + ReLU on inputs (1,1,1,1) and (-1,-1,-1,-1): codes 1111 vs 0000 (Hamming 4),
-        K = [[4,0],[0,4]], det 16. The same layer on (1,1,1,1) and (1,1,1,-1): codes 1111 vs 1110,
-        K = [[4,3],[3,4]], det 7. More distinct activation patterns score higher."""
-        net = nn.Sequential(nn.Linear(4, 4, bias=False), nn.ReLU())
+    def example_pair(cls) -> Pair:
+        """A live MLP vs the same MLP with its first layer pruned to zero (every theta*g is 0 there)."""
+        return live_and_dead_pair()
+
+
+@PROXIES.register("grad_norm")
+class GradNormProxy(Proxy):
+    """grad_norm: the sum over conv/linear layers of ||dL/dW||_F (per-layer norms summed, not one
+    global norm). Shares the ``gradient`` pass. Sign: none, larger gradients are better.
+
+    Example:
+        >>> (live, ctx), _ = GradNormProxy.example_pair()
+        >>> GradNormProxy().score(live, ctx) > 0
+        True
+    """
+
+    name = "grad_norm"
+    needs = frozenset({"data", "labels"})
+    sign = "none: larger gradient norms are better (NASLib)"
+
+    def _score(self, student: nn.Module, ctx: ProxyContext) -> float:
+        return float(_gradients(student, ctx).grad_norm.sum())
+
+    @classmethod
+    def example_pair(cls) -> Pair:
+        """A live MLP vs the same MLP with its first layer pruned to zero (all its gradients are 0)."""
+        return live_and_dead_pair()
+
+
+@PROXIES.register("plain")
+class PlainProxy(Proxy):
+    """plain: sum over conv/linear weights of theta * g, signed (the first-order estimate of
+    L(theta) - L(0)). Shares the ``gradient`` pass. Known to predict accuracy poorly; kept for parity.
+    Sign: none, the value is NASLib's and larger is taken as better.
+
+    Example:
+        >>> (live, ctx), (dead, _) = PlainProxy.example_pair()
+        >>> PlainProxy().score(live, ctx) > 0 == PlainProxy().score(dead, ctx)
+        True
+    """
+
+    name = "plain"
+    needs = frozenset({"data", "labels"})
+    sign = "none: sum(theta * g) is reported as NASLib reports it, larger taken as better"
+
+    def _score(self, student: nn.Module, ctx: ProxyContext) -> float:
+        return float(_gradients(student, ctx).plain.sum())
+
+    @classmethod
+    def example_pair(cls) -> Pair:
+        """For a bias-free ReLU MLP of depth D, Euler's identity gives sum theta*g = D * mean_n (E_p[z_n]
+        - z_n[y_n]), which is > 0 when every label is its sample's lowest logit; the same MLP with its
+        first layer pruned to zero has all theta*g = 0. The order follows from the definition, not from
+        any accuracy argument."""
+        return live_and_dead_pair(wrong_labels=True)
+
+
+@PROXIES.register("fisher")
+class FisherProxy(Proxy):
+    """Fisher: at every conv/linear output a with delta = dL/da, per channel
+    Delta_c = 1/2 mean_n (sum_spatial a*delta)^2, each channel counted C_in*k_h*k_w times (Samsung/NASLib
+    broadcast Delta_c over the channel's weight slice before summing: METHODS.md parity detail).
+    Train mode; shares the ``gradient`` pass. Sign: none, more Fisher information is better.
+
+    Example:
+        >>> (live, ctx), (dead, _) = FisherProxy.example_pair()
+        >>> FisherProxy().score(live, ctx) > 0 == FisherProxy().score(dead, ctx)
+        True
+    """
+
+    name = "fisher"
+    needs = frozenset({"data", "labels"})
+    sign = "none: larger Fisher information of the activations is better (NASLib)"
+
+    def _score(self, student: nn.Module, ctx: ProxyContext) -> float:
+        return float(_gradients(student, ctx).fisher.sum())
+
+    @classmethod
+    def example_pair(cls) -> Pair:
+        """A live MLP vs the same MLP with its first layer pruned to zero: every layer output a of the
+        pruned net is 0, so every a*delta and the whole score are 0."""
+        return live_and_dead_pair()
+
+
+@PROXIES.register("grasp")
+class GraspProxy(Proxy):
+    """GraSP (T=1, one iteration, NASLib): g0 = dL/dtheta, Hg0 by double backpropagation of
+    z = sum g0 * g(theta); score = sum over conv/linear weights of -theta * Hg0, NASLib's value, where
+    GraSP's own criterion theta * Hg0 is negated. g0 comes from the shared ``gradient`` pass, so a
+    suite with snip pays one forward + double backward more, not two passes.
+
+    Example:
+        >>> (right, ctx), (zero, ctx0) = GraspProxy.example_pair()
+        >>> GraspProxy().score(right, ctx) > 0 == GraspProxy().score(zero, ctx0)
+        True
+    """
+
+    name = "grasp"
+    needs = frozenset({"data", "labels"})
+    sign = "GraSP's theta*Hg is negated (score = sum -theta*Hg0, as NASLib reports it), so higher is better"
+
+    def _score(self, student: nn.Module, ctx: ProxyContext) -> float:
+        grasp = _passes.shared(ctx, "grasp", student, lambda: _passes.grasp_pass(student, ctx))
+        return float(grasp.per_layer.sum())
+
+    @classmethod
+    def example_pair(cls) -> Pair:
+        """A bias-free linear softmax layer z = Wx on one sample whose label has the higher of two logits,
+        vs the same layer with W = 0. In closed form -theta^T H g0 = -||x||^2 sum_k p_k (z_k - E_p z)
+        (p_k - y_k); with two classes and y = argmax z every term is negative, so the score is > 0, and
+        W = 0 scores exactly 0."""
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(0)
+            right = nn.Linear(3, 2, bias=False)
+            x = torch.randn(1, 3)
+        zero = copy.deepcopy(right)
         with torch.no_grad():
-            net[0].weight.copy_(torch.eye(4))
-        far = ProxyContext(torch.tensor([[1.0] * 4, [-1.0] * 4]), torch.zeros(2, dtype=torch.long), 2)
-        near = ProxyContext(torch.tensor([[1.0] * 4, [1.0, 1.0, 1.0, -1.0]]), torch.zeros(2, dtype=torch.long), 2)
-        return (net, far.for_candidate(None)), (copy.deepcopy(net), near.for_candidate(None))
+            zero.weight.zero_()
+            label = right(x).argmax(dim=1)
+        ctx = ProxyContext(x, label, 2).for_candidate(None)
+        return (right, ctx), (zero, ctx)
+
+
+@PROXIES.register("l2_norm")
+class L2NormProxy(Proxy):
+    """l2_norm: the sum over conv/linear layers of ||W||_F. Data-free, no pass, reads the student itself.
+    Sign: none, larger norms score higher (NASLib).
+
+    Example:
+        >>> net = nn.Sequential(nn.Linear(2, 2, bias=False))
+        >>> with torch.no_grad():
+        ...     _ = net[0].weight.copy_(torch.tensor([[3.0, 0.0], [0.0, 4.0]]))
+        >>> L2NormProxy().score(net, ProxyContext(torch.zeros(1, 2), torch.zeros(1), 2))
+        5.0
+    """
+
+    name = "l2_norm"
+    needs = frozenset()
+    sign = "none: larger weight norms score higher (NASLib)"
+
+    def _score(self, student: nn.Module, ctx: ProxyContext) -> float:
+        with torch.no_grad():
+            return float(sum(float(m.weight.norm()) for m in _passes.weighted_layers(student)))
+
+    @classmethod
+    def example_pair(cls) -> Pair:
+        """An MLP vs the same MLP with its first layer zeroed: a strictly smaller Frobenius norm."""
+        return live_and_dead_pair()

@@ -136,6 +136,104 @@ def _run_export(args: argparse.Namespace) -> int:
     return 0
 
 
+BENCH_HELP = """\
+Validate proxies against ground truth.
+
+  studentnas bench proxies ...   rank agreement of proxies with NAS-Bench-201 accuracies
+"""
+
+BENCH_PROXIES_HELP = """\
+How well training-free proxies rank NAS-Bench-201 cells, against test accuracy after 200 epochs.
+
+Samples --samples distinct cells (seeded), scores each with every proxy through one candidate view
+(shared passes are computed once; #params and #macs are always included as baselines), and writes
+--json OUT with per_arch (arch, accuracy, split, every score and its seconds), summary (Spearman,
+Kendall, top-10% hit rate, regret and seconds per arch on the 'report' cells), summary_tune,
+summary_all, timing and config (data used, batch size, seed, threads, versions).
+
+Cells are split by a hash of (--split-seed, arch) into 'report' (a --holdout-fraction share) and
+'tune' cells: choose anything you tune (e.g. --combine weights) on tune cells only.
+
+Resume is the default: scored cells go to OUT.partial.jsonl as they finish, and a rerun with the
+same settings scores only new cells (or new proxies); --fresh starts over.
+
+Data (--data): fashion-mnist (default; resized to 32x32, 16x16 for ImageNet16-120, 3 channels),
+foolbox-cifar10 / foolbox-cifar100 (the 20 real CIFAR test images in the foolbox 3.3.4 wheel,
+fetched with pip into ~/.cache/studentnas/foolbox, or foolbox-cifar10:/path/to/the.whl; all 20 are
+used, whatever --batch-size), or any `studentnas search --data` spec.
+
+--compare-published FILE: instead, score the cells of NASLib's published zero-cost file for
+--dataset and report per proxy the Spearman correlation between our and the published scores, and
+of both with the file's validation accuracy (--ground-truth is then optional, and adds the
+correlation with test accuracy). This mode reports every cell; the tune/report split is not used.
+
+examples:
+  studentnas bench proxies --ground-truth ../shared/reference/nb201/nats_bench.csv --dataset cifar10 \\
+      --samples 1000 --proxies nwot,synflow --json bench.json
+  studentnas bench proxies --ground-truth analog-nasbench --samples 200 --json bench_analog.json
+  studentnas bench proxies --ground-truth nats_bench.csv --dataset cifar100 --data foolbox-cifar100 \\
+      --combine nwot+synflow --json c100.json
+  studentnas bench proxies --compare-published ../shared/reference/nb201/naslib_zc_nasbench201.json \\
+      --dataset cifar10 --samples 100 --proxies nwot,synflow --json compare.json
+"""
+
+
+def _add_bench(sub: argparse._SubParsersAction) -> None:
+    from studentnas.bench.proxy_bench import DEFAULT_BATCH_SIZE, DEFAULT_HOLDOUT, DEFAULT_SAMPLES, DEFAULT_THREADS
+
+    p = sub.add_parser("bench", help="validate proxies (and later searchers) against ground truth",
+                       description=BENCH_HELP, formatter_class=FORMATTER)
+    kinds = p.add_subparsers(dest="bench_command", required=True, metavar="BENCHMARK", parser_class=_Parser)
+    q = kinds.add_parser("proxies", help="rank correlation of proxies with NAS-Bench-201 accuracy",
+                         description=BENCH_PROXIES_HELP, formatter_class=FORMATTER)
+    q.add_argument("--space", default="nb201", help="search space; only nb201 has ground truth (default: nb201)")
+    q.add_argument("--ground-truth", metavar="PATH|analog-nasbench",
+                   help="NATS-Bench CSV (e.g. ../shared/reference/nb201/nats_bench.csv) or analog-nasbench "
+                        "(CIFAR-10 only; pip install 'studentnas[nasbench]')")
+    q.add_argument("--dataset", default="cifar10", choices=["cifar10", "cifar100", "ImageNet16-120"],
+                   help="whose accuracy and class count (default: cifar10)")
+    q.add_argument("--samples", type=int, metavar="N",
+                   help=f"cells to score (default: {DEFAULT_SAMPLES}; with --compare-published: all published cells)")
+    q.add_argument("--proxies", metavar="LIST",
+                   help="comma list of proxies (default: every registered proxy that needs no teacher); "
+                        "params and macs are always added")
+    q.add_argument("--data", default="fashion-mnist",
+                   help="calibration images: fashion-mnist (default), foolbox-cifar10[:WHEEL], "
+                        "foolbox-cifar100[:WHEEL], cifar10:PATH, an ImageFolder directory, ...")
+    q.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE,
+                   help=f"calibration batch size (default: {DEFAULT_BATCH_SIZE}; smaller sets are used whole)")
+    q.add_argument("--seed", type=int, default=0, help="seed of the cell sample, the batch and the students' init")
+    q.add_argument("--threads", type=int, default=DEFAULT_THREADS,
+                   help=f"torch CPU threads (default: {DEFAULT_THREADS})")
+    q.add_argument("--json", dest="out", required=True, metavar="OUT", help="output JSON path")
+    q.add_argument("--compare-published", metavar="PATH",
+                   help="NASLib's zc_nasbench201.json: compare our scores with the published ones")
+    q.add_argument("--holdout-fraction", type=float, default=DEFAULT_HOLDOUT, metavar="F",
+                   help=f"share of cells marked 'report' (the rest 'tune'; default: {DEFAULT_HOLDOUT})")
+    q.add_argument("--split-seed", type=int, default=0, help="seed of the tune/report split (default: 0)")
+    q.add_argument("--combine", action="append", default=[], metavar="A+B[:W]",
+                   help="add a rank combination of proxies, e.g. nwot+synflow or nwot:2+synflow:1; repeatable")
+    again = q.add_mutually_exclusive_group()
+    again.add_argument("--resume", action="store_true",
+                       help="continue from OUT.partial.jsonl (the default; accepted for symmetry with `search`)")
+    again.add_argument("--fresh", action="store_true", help="ignore OUT.partial.jsonl and score every cell again")
+    q.add_argument("--quiet", action="store_true", help="no progress output")
+
+
+def _run_bench(args: argparse.Namespace) -> int:
+    from studentnas.bench.proxy_bench import bench_proxies
+    from studentnas.bench.summary import format_table
+
+    result = bench_proxies(out=args.out, ground_truth=args.ground_truth, dataset=args.dataset, samples=args.samples,
+                           proxies=args.proxies, data=args.data, batch_size=args.batch_size, seed=args.seed,
+                           threads=args.threads, compare_published=args.compare_published,
+                           holdout_fraction=args.holdout_fraction, split_seed=args.split_seed, combine=args.combine,
+                           fresh=args.fresh, quiet=args.quiet, space=args.space)
+    print(format_table(result))
+    print(f"wrote {args.out}")
+    return 0
+
+
 LIST_HELP = """\
 List what is registered (plugins in search_spaces/ and proxies/, entry points, $STUDENTNAS_PLUGINS).
 
@@ -171,7 +269,7 @@ def _run_list(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {"search": (_add_search, _run_search), "export": (_add_export, _run_export),
-            "list": (_add_list, _run_list)}
+            "bench": (_add_bench, _run_bench), "list": (_add_list, _run_list)}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -181,6 +279,7 @@ def build_parser() -> argparse.ArgumentParser:
         "Find the best student network to distil a teacher into, under a hardware budget.\n\n"
         "  studentnas search --teacher resnet101 --budget 5GFLOPs     # ranked Pareto front of students\n"
         "  studentnas export runs/resnet101-5GFLOPs --rank 1 --out s.safetensors\n"
+        "  studentnas bench proxies --ground-truth nats_bench.csv --json bench.json\n"
         "  studentnas list spaces|proxies|searchers|teachers"))
     parser.add_argument("--version", action="version", version=f"studentnas {__version__}")
     parser.add_argument("--debug", action="store_true", help="show tracebacks of unexpected errors")

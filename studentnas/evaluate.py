@@ -15,6 +15,7 @@ import hashlib
 import math
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 
 import torch
 from torch import nn
@@ -46,7 +47,7 @@ class LocalEvaluator:
                  seed: int, num_classes: int):
         self.space = space
         self.proxies = list(proxies)
-        self.ctx = ctx
+        self.ctx = replace(ctx, suite=tuple(p.name for p in self.proxies))
         self.budget = budget
         self.seed = seed
         self.num_classes = num_classes

@@ -61,6 +61,7 @@ class ProxyContext:
     seed: int = 0
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     cost: Cost | None = None
+    suite: tuple[str, ...] = ()  # names of the proxies scored together, so passes can skip unread work
     _cache: dict[str, Any] = field(default_factory=dict, repr=False)
     _timing: dict[str, float] = field(default_factory=lambda: {"teacher_seconds": 0.0}, repr=False)
     _shared: dict[str, Any] = field(default_factory=dict, repr=False)
@@ -101,20 +102,28 @@ class ProxyContext:
         """Teacher logits and features on the calibration batch, computed once.
 
         A trained teacher runs in eval mode; a randomly initialised one in train mode, so that its
-        BatchNorm layers use batch statistics (as DisWOT's random teacher does).
+        BatchNorm layers use batch statistics (as DisWOT's random teacher does). The teacher is left
+        untouched: its buffers (BatchNorm running statistics) and module modes are restored.
         """
         if self.teacher is None:
             raise BadInputError("this proxy needs a teacher, but the context has none; pass --teacher")
 
         def compute() -> TeacherOutputs:
             teacher = self.teacher
-            was_training = teacher.training
-            teacher.train(not self.teacher_trained)
-            with torch.no_grad():
-                feats = teacher.forward_features(self.images)
-                pre = teacher.forward_head(feats, pre_logits=True)
-                logits = teacher.forward_head(feats)
-            teacher.train(was_training)
+            modes = [(m, m.training) for m in teacher.modules()]
+            buffers = [(b, b.detach().clone()) for b in teacher.buffers()]
+            try:
+                teacher.train(not self.teacher_trained)
+                with torch.no_grad():
+                    feats = teacher.forward_features(self.images)
+                    pre = teacher.forward_head(feats, pre_logits=True)
+                    logits = teacher.forward_head(feats)
+            finally:
+                with torch.no_grad():
+                    for buf, saved in buffers:
+                        buf.copy_(saved)
+                for m, mode in modes:
+                    m.training = mode
             return TeacherOutputs(logits=logits, features=feats, pre_logits=pre)
 
         return self.cached("teacher_outputs", compute)

@@ -1,0 +1,328 @@
+"""DisWOT (CVPR 2023, METHODS.md §1): how similar a random student is to the random teacher.
+
+* ``diswot_semantic``: -d_sem (§1.3). Both networks in train mode, one cross-entropy on (images,
+  labels) each; G = dCE/dW of the final linear classifier (K x C). Per class k, M_k = rownorm(g_k g_k^T);
+  d_sem = sum_k ||M_s,k - M_t,k||_F^2 / (K*C) (the ICKD distance of ``studentnas.similarity``).
+  When C_S != C_T ([our choice], METHODS §1.3 and §8), the fallback is, by default, ``"class_gram"``:
+  the K x K class-relation Grams rownorm(G G^T), which need no channel match, compared as
+  ||.||_F^2 / K (the same "mean squared distance of unit rows" scale as the ICKD form, [0, 4]).
+  ``fallback="projection"`` instead projects the wider gradient to the narrower width with a fixed
+  random orthogonal matrix (seeded by ``ctx.seed``) and keeps the ICKD form. The proxy's ``config()``
+  records the fallback, and :func:`semantic_mode` says which form a pair of widths gets. In a space
+  of mixed widths only some candidates match the teacher's width, so by default a search compares
+  ICKD values with class-Gram values (same scale, not the same quantity); ``always_fallback=True``
+  scores every candidate with the class-Gram form instead.
+  Note (§1.3): d_sem depends only on each class vector's direction and sign pattern.
+* ``diswot_relation``: -d_rel (§1.4). The last pre-pool feature maps (``forward_features``; B x N x D
+  tokens for a ViT) flattened per sample, B x B Gram row-normalised, ||A_t - A_s||_F^2 / B^2. Free of
+  the channel count, the depth and the spatial size: a 7x7 teacher map and a 4x4 student map compare
+  fine (each sample is one flattened vector; only the Gram of the batch is compared).
+* ``diswot``: -(w_sem * d_sem + w_rel * d_rel), both weights 1 by default (the unweighted sum of the
+  reference code; the paper's weighting is unconfirmed).
+* ``bn_log_scale``: the legacy measure the DisWOT repository registers as 'diswot' (§1.6). It is
+  NOT the teacher-student metric: it uses neither teacher nor labels (the BN half of Zen-score).
+
+Teacher mode: a random teacher runs in train mode (BatchNorm batch statistics, as DisWOT's); a
+trained one (``ctx.teacher_trained``) in eval mode, where its running statistics are meaningful.
+Students always run in train mode. Dropout and drop-path are off; nothing the networks hold changes.
+
+Cost: the teacher forward and its classifier gradient are computed once per calibration batch
+(``ctx.cached``); per candidate, the three DisWOT proxies share ONE student forward plus a
+head-only backward (``ctx.shared("diswot_student_pass")``). The bugs of the reference code
+(§1.5: a relation term computed on sample 0's pooled vector; a new random teacher per candidate)
+are not reproduced: the relation term is the batch Gram of the pre-pool maps, and the teacher is
+the context's, fixed for the whole search.
+
+Example:
+    >>> from studentnas.proxies._teacher_student import example_context, tiny_net
+    >>> teacher = tiny_net(0)
+    >>> same, other = example_context(teacher)
+    >>> DisWOTProxy().score(tiny_net(0), same)        # a copy of the teacher: distance 0, the maximum
+    0.0
+    >>> DisWOTProxy().score(tiny_net(1), other) < 0
+    True
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import math
+
+import torch
+from torch import nn
+
+from studentnas.errors import BadInputError
+from studentnas.proxies._teacher_student import (
+    WEIGHTED,
+    check_classes,
+    example_context,
+    scoring_mode,
+    shared_for,
+    student_fc_grad,
+    student_pass,
+    teacher_fc_grad,
+    teacher_gram,
+    tiny_net,
+)
+from studentnas.proxy import Proxy, ProxyContext
+from studentnas.registry import PROXIES
+from studentnas.similarity import (
+    batch_gram,
+    class_gram_distance,
+    ickd_distance,
+    orthogonal_projection,
+    relation_distance,
+)
+
+FALLBACKS = ("class_gram", "projection", "none")
+DEFAULT_FALLBACK = "class_gram"  # METHODS §8: "K x K class-relation fallback"
+
+
+def _check_fallback(fallback: str) -> str:
+    if fallback not in FALLBACKS:
+        raise BadInputError(f"diswot: fallback must be one of {list(FALLBACKS)} (what d_sem does when student and "
+                            f"teacher widths differ), got {fallback!r}; the default is '{DEFAULT_FALLBACK}'")
+    return fallback
+
+
+def _check_weight(name: str, value: float) -> float:
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value) or value < 0:
+        raise BadInputError(f"diswot: {name} must be a finite number >= 0, got {value!r}; the default is 1")
+    return float(value)
+
+
+def _check_always(always_fallback: bool, fallback: str) -> bool:
+    if not isinstance(always_fallback, bool):
+        raise BadInputError(f"diswot: always_fallback must be True or False, got {always_fallback!r}")
+    if always_fallback and fallback != "class_gram":
+        raise BadInputError(f"diswot: always_fallback=True scores every candidate with the class-Gram form, so it "
+                            f"needs fallback='class_gram', got fallback={fallback!r}; change one of the two")
+    return always_fallback
+
+
+def semantic_mode(c_s: int, c_t: int, fallback: str = DEFAULT_FALLBACK, always_fallback: bool = False) -> str:
+    """Which d_sem form student/teacher widths ``c_s``/``c_t`` get: ``"ickd"`` or the fallback's name.
+
+    >>> semantic_mode(512, 2048), semantic_mode(2048, 2048), semantic_mode(2048, 2048, always_fallback=True)
+    ('class_gram', 'ickd', 'class_gram')
+    """
+    _check_always(always_fallback, _check_fallback(fallback))
+    return "ickd" if c_s == c_t and not always_fallback else fallback
+
+
+@functools.lru_cache(maxsize=16)
+def _projection(c_in: int, c_out: int, seed: int) -> torch.Tensor:
+    return orthogonal_projection(c_in, c_out, seed)
+
+
+def semantic_distance(g_s: torch.Tensor, g_t: torch.Tensor, fallback: str = DEFAULT_FALLBACK,
+                      seed: int = 0, always_fallback: bool = False) -> float:
+    """d_sem between the K x C_S student and K x C_T teacher classifier gradients (see the module doc)."""
+    check_classes(g_s, g_t)
+    mode = semantic_mode(g_s.shape[1], g_t.shape[1], fallback, always_fallback)
+    if mode == "ickd":
+        return float(ickd_distance(g_s.double(), g_t.double()))
+    if mode == "class_gram":
+        return float(class_gram_distance(g_s.double(), g_t.double()))
+    if mode == "projection":
+        s, t = g_s.double(), g_t.double()
+        if s.shape[1] > t.shape[1]:
+            s = s @ _projection(s.shape[1], t.shape[1], seed).to(s.device)
+        else:
+            t = t @ _projection(t.shape[1], s.shape[1], seed).to(t.device)
+        return float(ickd_distance(s, t))
+    raise ValueError(f"the student's classifier sees {g_s.shape[1]} channels and the teacher's {g_t.shape[1]}: the "
+                     "ICKD form of the semantic term needs equal widths (fallback='none'); use diswot_semantic with "
+                     "fallback='class_gram' or 'projection' for networks of different widths")
+
+
+def d_sem(student: nn.Module, ctx: ProxyContext, fallback: str, always_fallback: bool = False) -> float:
+    """The semantic distance of ``student`` to the context's teacher, shared by a suite's proxies."""
+    g_t = teacher_fc_grad(ctx)
+    g_s = student_fc_grad(student, ctx)
+    return shared_for(ctx, f"diswot_d_sem:{fallback}:{always_fallback}", student,
+                      lambda: semantic_distance(g_s, g_t, fallback, ctx.seed, always_fallback))
+
+
+def d_rel(student: nn.Module, ctx: ProxyContext) -> float:
+    """The relation distance of ``student`` to the context's teacher, shared by a suite's proxies."""
+    gram_t = teacher_gram(ctx)
+    feats = student_pass(student, ctx).features
+    return shared_for(ctx, "diswot_d_rel", student,
+                      lambda: float(relation_distance(batch_gram(feats.double()), gram_t)))
+
+
+def teacher_copy_pair() -> tuple[tuple[nn.Module, ProxyContext], tuple[nn.Module, ProxyContext]]:
+    """A student that IS a copy of the teacher (distance 0, the maximum) and a differently initialised one."""
+    teacher = tiny_net(0)
+    ctx_same, ctx_other = example_context(teacher)
+    return (copy.deepcopy(teacher), ctx_same), (tiny_net(1), ctx_other)
+
+
+@PROXIES.register("diswot_semantic")
+class DisWOTSemanticProxy(Proxy):
+    """-d_sem: the class-wise channel correlation of classifier gradients, student vs teacher.
+
+    Args:
+        fallback: what to compare when C_S != C_T: ``"class_gram"`` (default), ``"projection"``, or
+            ``"none"`` (raise ``ValueError``, which the evaluator records as a failed candidate).
+        always_fallback: score every candidate with the class-Gram form, also when C_S == C_T, so that
+            a search over mixed widths compares one quantity (needs ``fallback="class_gram"``).
+
+    Example:
+        >>> from studentnas.proxies._teacher_student import example_context, tiny_net
+        >>> same, _ = example_context(tiny_net(0))
+        >>> DisWOTSemanticProxy().score(tiny_net(0), same)
+        0.0
+    """
+
+    name = "diswot_semantic"
+    needs = frozenset({"data", "labels", "teacher"})
+    sign = "negated: d_sem is a distance to the teacher, so -d_sem is higher for a more teacher-like student"
+
+    def __init__(self, fallback: str = DEFAULT_FALLBACK, always_fallback: bool = False):
+        self.fallback = _check_fallback(fallback)
+        self.always_fallback = _check_always(always_fallback, fallback)
+
+    def _score(self, student: nn.Module, ctx: ProxyContext) -> float:
+        return 0.0 - d_sem(student, ctx, self.fallback, self.always_fallback)  # 0.0 - x: no -0.0
+
+    @classmethod
+    def example_pair(cls):  # noqa: ANN206 - see Proxy.example_pair
+        return teacher_copy_pair()
+
+    def config(self) -> dict:
+        return {"name": self.name, "fallback": self.fallback, "always_fallback": self.always_fallback}
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(fallback={self.fallback!r}, always_fallback={self.always_fallback})"
+
+
+@PROXIES.register("diswot_relation")
+class DisWOTRelationProxy(Proxy):
+    """-d_rel: the row-normalised batch Gram of the pre-pool features, student vs teacher.
+
+    Example:
+        >>> from studentnas.proxies._teacher_student import example_context, tiny_net
+        >>> same, _ = example_context(tiny_net(0))
+        >>> DisWOTRelationProxy().score(tiny_net(0), same)
+        0.0
+    """
+
+    name = "diswot_relation"
+    needs = frozenset({"data", "teacher"})
+    sign = "negated: d_rel is a distance to the teacher, so -d_rel is higher for a more teacher-like student"
+
+    def _score(self, student: nn.Module, ctx: ProxyContext) -> float:
+        return 0.0 - d_rel(student, ctx)
+
+    @classmethod
+    def example_pair(cls):  # noqa: ANN206 - see Proxy.example_pair
+        return teacher_copy_pair()
+
+
+@PROXIES.register("diswot")
+class DisWOTProxy(Proxy):
+    """DisWOT = -(w_sem * d_sem + w_rel * d_rel), from the passes ``diswot_semantic`` and
+    ``diswot_relation`` share (asking for all three costs one student forward).
+
+    Args:
+        w_sem, w_rel: the weights of the two distances (>= 0; both 1 by default).
+        fallback, always_fallback: d_sem's form when C_S != C_T (see :class:`DisWOTSemanticProxy`).
+
+    Example:
+        >>> from studentnas.proxies._teacher_student import example_context, tiny_net
+        >>> _, view = example_context(tiny_net(0))
+        >>> DisWOTProxy(w_sem=0.0).score(tiny_net(1), view) == DisWOTRelationProxy().score(tiny_net(1), view)
+        True
+    """
+
+    name = "diswot"
+    needs = frozenset({"data", "labels", "teacher"})
+    sign = "negated: a weighted sum of two distances to the teacher, so higher means more teacher-like"
+
+    def __init__(self, w_sem: float = 1.0, w_rel: float = 1.0, fallback: str = DEFAULT_FALLBACK,
+                 always_fallback: bool = False):
+        self.w_sem, self.w_rel = _check_weight("w_sem", w_sem), _check_weight("w_rel", w_rel)
+        self.fallback = _check_fallback(fallback)
+        self.always_fallback = _check_always(always_fallback, fallback)
+
+    def _score(self, student: nn.Module, ctx: ProxyContext) -> float:
+        sem = d_sem(student, ctx, self.fallback, self.always_fallback) if self.w_sem else 0.0
+        rel = d_rel(student, ctx) if self.w_rel else 0.0
+        return 0.0 - (self.w_sem * sem + self.w_rel * rel)
+
+    @classmethod
+    def example_pair(cls):  # noqa: ANN206 - see Proxy.example_pair
+        return teacher_copy_pair()
+
+    def config(self) -> dict:
+        return {"name": self.name, "w_sem": self.w_sem, "w_rel": self.w_rel, "fallback": self.fallback,
+                "always_fallback": self.always_fallback}
+
+    def __repr__(self) -> str:
+        return (f"{type(self).__name__}(w_sem={self.w_sem}, w_rel={self.w_rel}, fallback={self.fallback!r}, "
+                f"always_fallback={self.always_fallback})")
+
+
+@PROXIES.register("bn_log_scale")
+class BNLogScaleProxy(Proxy):
+    """The measure the DisWOT repository registers as 'diswot' (METHODS §1.6), which is NOT DisWOT.
+
+    On a deep copy: conv/linear weights ~ N(0, 1) and biases 0, BatchNorm gamma 1, beta 0 and fresh
+    running statistics; one train-mode forward of N(0, 1) noise of the batch's shape through
+    ``forward_features`` (the whole network if it has none); score = sum over BatchNorm layers of
+    log sqrt(mean_c running_var_c). Noise and weights come from ``ctx.seed``. No teacher, no labels:
+    it is the BatchNorm half of Zen-score. A network without BatchNorm scores 0.
+
+    Example:
+        >>> from studentnas.proxy import ProxyContext
+        >>> import torch
+        >>> ctx = ProxyContext(torch.zeros(8, 3, 8, 8), torch.zeros(8, dtype=torch.long), 2)
+        >>> net = nn.Sequential(nn.Conv2d(3, 4, 1), nn.BatchNorm2d(4))
+        >>> 0 < BNLogScaleProxy().score(net, ctx) < 1   # running_var = 0.9 + 0.1 * var, var ~ fan-in 3
+        True
+    """
+
+    name = "bn_log_scale"
+    needs = frozenset()
+    sign = "none: larger BatchNorm scales (more expressive random features) are better, as in Zen-score"
+
+    def _score(self, student: nn.Module, ctx: ProxyContext) -> float:
+        net = copy.deepcopy(student)
+        gen = torch.Generator().manual_seed(ctx.seed)
+        norms = [m for m in net.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+        with torch.no_grad():
+            for m in net.modules():
+                if isinstance(m, WEIGHTED):
+                    m.weight.copy_(torch.randn(m.weight.shape, generator=gen))
+                    if m.bias is not None:
+                        m.bias.zero_()
+            for m in norms:
+                if m.affine:
+                    m.weight.fill_(1.0)
+                    m.bias.zero_()
+                m.reset_running_stats()
+            noise = torch.randn(ctx.images.shape, generator=gen).to(ctx.images.device,
+                                                                     memory_format=_memory_format(ctx.images))
+            with scoring_mode(net, train=True):
+                forward = getattr(net, "forward_features", net)
+                forward(noise)
+                variances = [m.running_var.mean() for m in norms if m.running_var is not None]
+        return float(sum(0.5 * torch.log(v).item() for v in variances))
+
+    @classmethod
+    def example_pair(cls):  # noqa: ANN206 - see Proxy.example_pair
+        """A 3x3 conv (fan-in 27) and a 1x1 conv (fan-in 3) before one BatchNorm: with N(0, 1) weights and
+        inputs the conv output's variance is about its fan-in, so running_var = 0.9 + 0.1 * var is larger
+        after the 3x3 conv."""
+        wide = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8))
+        narrow = nn.Sequential(nn.Conv2d(3, 8, 1), nn.BatchNorm2d(8))
+        ctx = ProxyContext(torch.zeros(16, 3, 8, 8), torch.zeros(16, dtype=torch.long), 2)
+        return (wide, ctx.for_candidate(None)), (narrow, ctx.for_candidate(None))
+
+
+def _memory_format(x: torch.Tensor) -> torch.memory_format:
+    return torch.channels_last if x.ndim == 4 and x.is_contiguous(memory_format=torch.channels_last) \
+        and not x.is_contiguous() else torch.contiguous_format

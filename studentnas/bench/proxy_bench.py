@@ -1,0 +1,350 @@
+"""``bench_proxies()``: how well training-free proxies rank NAS-Bench-201 cells (``studentnas bench proxies``).
+
+Two modes:
+
+* **ground truth** (default): ``samples`` distinct cells drawn with ``seed`` (a seeded permutation of
+  the sorted arch strings, so a larger ``samples`` extends a smaller one), each scored by every
+  proxy, then Spearman, Kendall, top-10% hit rate and regret against the test accuracy of
+  ``ground_truth`` (a NATS-Bench CSV or ``analog-nasbench``);
+* **compare-published**: the cells of NASLib's published file for ``dataset`` (capped by
+  ``samples``), and per proxy the Spearman correlation between our scores and the published ones.
+
+Per cell, the student is built once (seeded by run seed and arch id, channels-last, as in
+:mod:`studentnas.evaluate`) and every proxy scores it through ONE candidate view, so proxies that
+share a pass compute it once. Each proxy's ``score`` call is timed; the first proxy that needs a
+shared pass pays for it, so ``seconds["total"]`` (build + every proxy) is the fair cost of the suite.
+``params`` and ``macs`` are always scored, as the baselines. Proxies are timed in the given order.
+
+Resume: cells go to the journal ``OUT.partial.jsonl`` as they finish (:mod:`~studentnas.bench.journal`);
+a rerun with the same settings scores only the cells (or proxies) that are new, and cells whose proxy
+code changed since (:func:`proxy_fingerprint`). This is the default (``fresh=True`` / ``--fresh``
+starts over). The final JSON is written atomically.
+
+Example (a few seconds)::
+
+    >>> import tempfile
+    >>> res = bench_proxies(ground_truth="../shared/reference/nb201/nats_bench.csv", samples=4, batch_size=8,
+    ...                     proxies="nwot", out=tempfile.mkdtemp() + "/b.json", quiet=True)  # doctest: +SKIP
+    >>> sorted(res["summary"])  # doctest: +SKIP
+    ['macs', 'nwot', 'params']
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import platform
+import resource
+import sys
+import time
+import types
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from studentnas import __version__
+from studentnas.bench import ground_truth as gt
+from studentnas.bench.bench_data import DEFAULT_DATA, load_bench_batch
+from studentnas.bench.correlation import TOP_FRACTION, combine_ranks, parse_combination
+from studentnas.bench.journal import Journal, journal_path, json_safe
+from studentnas.bench.published import load_published, published_name
+from studentnas.bench.summary import cell_split, compare_summary, split_summaries
+from studentnas.errors import BadInputError
+from studentnas.evaluate import build_student
+from studentnas.progress import Progress
+from studentnas.proxy import Proxy, ProxyContext
+from studentnas.registry import PROXIES, SPACES
+
+BASELINES = ("params", "macs")
+DEFAULT_SAMPLES = 1000
+DEFAULT_BATCH_SIZE = 64
+DEFAULT_THREADS = 2
+DEFAULT_HOLDOUT = 0.5
+RSS_EVERY = 100  # record resident memory every this many cells
+_PROXY_ERRORS = (RuntimeError, ValueError, ArithmeticError, torch.linalg.LinAlgError)
+
+
+def teacher_proxies() -> list[str]:
+    """Registered proxies that need a teacher, which the NB201 bench has not (they are left out by default)."""
+    return [n for n in PROXIES.list() if "teacher" in PROXIES.get(n).needs]
+
+
+def resolve_proxies(proxies: str | Sequence[str] | None) -> list[Proxy]:
+    """The proxies to score: the baselines first, then the named ones (default: every registered proxy
+    that needs no teacher). A named proxy that needs a teacher is an error: the bench has none."""
+    if proxies is None:
+        names = [n for n in PROXIES.list() if n not in teacher_proxies()]
+    else:
+        names = [p.strip() for p in (proxies.split(",") if isinstance(proxies, str) else proxies) if p.strip()]
+        if not names:
+            raise BadInputError(f"--proxies is empty; pass NAME[,NAME...] (known: {', '.join(PROXIES.list())})")
+    ordered = list(dict.fromkeys([*BASELINES, *names]))
+    instances = [PROXIES.get(name)() for name in ordered]
+    for proxy in instances:
+        if "teacher" in proxy.needs:
+            raise BadInputError(f"proxy '{proxy.name}' needs a teacher, but `bench proxies` scores NB201 cells "
+                                "against their own accuracy without one; drop it from --proxies")
+    return instances
+
+
+def proxy_fingerprint(proxy: Proxy) -> str:
+    """A short hash of the source files of ``proxy``'s module and of the sibling modules it imports
+    (e.g. a shared-pass helper): a journalled score is reused only while this is unchanged.
+
+    Example:
+        >>> import studentnas
+        >>> len(proxy_fingerprint(studentnas.get_proxy("params")))
+        12
+    """
+    module = sys.modules[type(proxy).__module__]
+    package = module.__name__.rpartition(".")[0]
+    names = {module.__name__}
+    for value in vars(module).values():
+        owner = value.__name__ if isinstance(value, types.ModuleType) else getattr(value, "__module__", None)
+        if isinstance(owner, str) and package and owner.startswith(package + "."):
+            names.add(owner)
+    digest = hashlib.sha256()
+    for name in sorted(names):
+        path = getattr(sys.modules.get(name), "__file__", None)
+        digest.update(name.encode() + (Path(path).read_bytes() if path and Path(path).is_file() else b"?"))
+    return digest.hexdigest()[:12]
+
+
+def _data_used(proxy: Proxy, data_source: str) -> str:
+    if "cost" in proxy.needs and not proxy.needs & {"data", "labels"}:
+        return "none (analytic cost)"
+    if proxy.needs & {"data", "labels"}:
+        return data_source
+    return "none (data-free)"
+
+
+def score_cell(space: Any, arch_text: str, proxies: Sequence[Proxy], ctx: ProxyContext, seed: int,
+               input_size: tuple[int, int, int], num_classes: int) -> dict[str, Any]:
+    """Build one cell's network and score it with every proxy through one candidate view.
+
+    Returns the journal record ``{"arch", "scores", "seconds", "errors"}``; a proxy that raises or
+    returns a non-finite value gets a nan score and its error text (a BadInputError propagates).
+    """
+    start = time.perf_counter()
+    arch = space.from_string(arch_text)
+    student = build_student(space, arch, seed, num_classes, input_size[0]).to(memory_format=torch.channels_last)
+    view = ctx.for_candidate(space.cost(arch, input_size, num_classes))
+    seconds: dict[str, float] = {"build": time.perf_counter() - start}
+    scores: dict[str, float] = {}
+    errors: dict[str, str] = {}
+    for proxy in proxies:
+        t0 = time.perf_counter()
+        try:
+            value = proxy.score(student, view)
+        except BadInputError:
+            raise
+        except _PROXY_ERRORS as err:
+            value, errors[proxy.name] = math.nan, f"{type(err).__name__}: {err}"[:300]
+        seconds[proxy.name] = time.perf_counter() - t0
+        if not math.isfinite(value) and proxy.name not in errors:
+            errors[proxy.name] = f"returned {value}"
+        scores[proxy.name] = value if math.isfinite(value) else math.nan
+    seconds["total"] = time.perf_counter() - start
+    return {"arch": arch_text, "scores": scores, "seconds": seconds, "errors": errors}
+
+
+def _rss_mb() -> float:
+    """Resident memory of this process in MB (current where /proc exists, else the peak)."""
+    try:
+        with open("/proc/self/statm", encoding="ascii") as handle:
+            return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 1e6
+    except OSError:
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e3
+
+
+def _sample(cells: Sequence[str], samples: int | None, seed: int, what: str) -> list[str]:
+    """A seeded permutation prefix of ``cells`` (all of them when ``samples`` is None)."""
+    if samples is None:
+        return list(cells)
+    if isinstance(samples, bool) or not isinstance(samples, int) or samples < 1:
+        raise BadInputError(f"--samples must be a positive integer, got {samples!r}")
+    if samples > len(cells):
+        raise BadInputError(f"--samples {samples} exceeds the {len(cells)} cells of {what}; use --samples "
+                            f"{len(cells)} or fewer")
+    order = np.random.default_rng(seed).permutation(len(cells))[:samples]
+    return [cells[i] for i in order]
+
+
+def _memory_summary(rss_start: float, trace: list[list[float]]) -> dict[str, Any]:
+    """Resident memory before scoring, after the first cell and at the end; ``growth_after_first_cell`` is
+    the leak indicator (the first cell pays for one-off allocations: kernels, caches, allocator arenas)."""
+    first = trace[0][1] if trace else math.nan
+    end = trace[-1][1] if trace else math.nan
+    return {"rss_start": rss_start, "rss_after_first_cell": first, "rss_end": end,
+            "growth_after_first_cell": end - first, "trace": trace}
+
+
+def _write_atomic(path: Path, payload: dict[str, Any]) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(json_safe(payload), indent=1) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def bench_proxies(
+    *,
+    out: str | Path,
+    ground_truth: str | Path | None = None,
+    dataset: str = "cifar10",
+    samples: int | None = None,
+    proxies: str | Sequence[str] | None = None,
+    data: str | None = DEFAULT_DATA,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    seed: int = 0,
+    threads: int = DEFAULT_THREADS,
+    compare_published: str | Path | None = None,
+    holdout_fraction: float = DEFAULT_HOLDOUT,
+    split_seed: int = 0,
+    combine: Sequence[str] = (),
+    fresh: bool = False,
+    quiet: bool = False,
+    space: str = "nb201",
+    log: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """Run the benchmark, write ``out`` (JSON) and return its content (see the module docstring).
+
+    ``samples`` defaults to 1000 cells with ground truth, or every published cell in compare mode.
+    ``holdout_fraction`` of the cells are ``report`` cells (``summary``), the rest ``tune`` cells
+    (``summary_tune``); ``summary_all`` covers both. ``combine`` adds rank combinations such as
+    ``"nwot+synflow"`` (:func:`~studentnas.bench.correlation.combine_ranks`) as pseudo-proxies.
+    """
+    t_start = time.perf_counter()
+    say = log or ((lambda _m: None) if quiet else (lambda m: print(m, file=sys.stderr, flush=True)))
+    # --- 1. validation, before anything heavy --------------------------------------------------------
+    if space != "nb201":
+        raise BadInputError(f"--space {space!r}: `bench proxies` supports only nb201, the space with published "
+                            "ground truth (NAS-Bench-201); use --space nb201")
+    space_obj = SPACES.get(space)()
+    gt.check_dataset(dataset)
+    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+        raise BadInputError(f"--threads must be a positive integer, got {threads!r}")
+    if not 0 < holdout_fraction <= 1:
+        raise BadInputError(f"--holdout-fraction must be in (0, 1] (the share of cells reported), got "
+                            f"{holdout_fraction}; use 1 to report every cell")
+    out = Path(out).expanduser()
+    if out.is_dir():
+        raise BadInputError(f"--json '{out}' is a directory; pass a file path such as {out / 'bench.json'}")
+    suite = resolve_proxies(proxies)
+    names = [p.name for p in suite]
+    combos = {text.replace(" ", ""): parse_combination(text) for text in combine}
+    for text, weights in combos.items():
+        unknown = sorted(set(weights) - set(names))
+        if unknown:
+            raise BadInputError(f"--combine {text}: {unknown} not among the scored proxies {names}; add them to "
+                                "--proxies")
+    if compare_published is None and ground_truth is None:
+        raise BadInputError("pass --ground-truth PATH (a NATS-Bench CSV, e.g. ../shared/reference/nb201/"
+                            "nats_bench.csv) or --ground-truth analog-nasbench, or use --compare-published PATH")
+    # --- 2. ground truth, cells, data --------------------------------------------------------------
+    truth, truth_source = gt.load_ground_truth(ground_truth, dataset) if ground_truth is not None else ({}, None)
+    published = {}
+    if compare_published is not None:
+        published = {c.arch: c for c in load_published(compare_published, dataset)}
+        cells = _sample(sorted(published), samples, seed, f"'{compare_published}' [{dataset}]")
+    else:
+        cells = _sample(sorted(truth), DEFAULT_SAMPLES if samples is None else samples, seed,
+                        f"the ground truth ({truth_source})")
+    input_size, num_classes = gt.INPUT_SIZE[dataset], gt.NUM_CLASSES[dataset]
+    batch = load_bench_batch(data, batch_size, input_size, seed, num_classes)
+    data_used = {p.name: _data_used(p, batch.info["source"]) for p in suite}
+    # --- 3. score (resumable) ------------------------------------------------------------------------
+    identity = {"space": space_obj.config(), "dataset": dataset, "input_size": list(input_size),
+                "num_classes": num_classes, "data": batch.info["spec"], "data_source": batch.info["source"],
+                "batch_size": batch.info["batch_size"], "seed": seed}
+    journal = Journal(journal_path(out), identity)
+    previous_threads = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    ctx = ProxyContext(images=batch.images, labels=batch.labels, num_classes=num_classes, seed=seed,
+                       suite=tuple(p.name for p in suite))
+    rss_start = _rss_mb()
+    rss_trace: list[list[float]] = []  # [cells scored in this process, resident MB]
+    loop_start = time.perf_counter()
+    try:
+        done = journal.open(fresh)
+        fingerprints = {p.name: proxy_fingerprint(p) for p in suite}
+        todo = [c for c in cells if c not in done or any(done[c].get("fingerprints", {}).get(n) != f
+                                                         for n, f in fingerprints.items())]
+        resumed = len(cells) - len(todo)
+        if resumed:
+            say(f"resuming from {journal.path}: {resumed} of {len(cells)} cells already scored")
+        say(f"scoring {len(todo)} NB201 cells ({dataset}, {'x'.join(map(str, input_size))}) with "
+            f"{', '.join(names)}; {threads} threads; data: {batch.info['source']}")
+        with Progress(total=len(cells), desc="bench proxies", quiet=quiet, initial=resumed) as bar:
+            for i, arch in enumerate(todo, start=1):
+                record = score_cell(space_obj, arch, suite, ctx, seed, input_size, num_classes)
+                record["fingerprints"] = fingerprints
+                journal.append(record)
+                done[arch] = json.loads(json.dumps(json_safe(record)))
+                bar.update(1, s_per_cell=record["seconds"]["total"])
+                if i == 1 or i % RSS_EVERY == 0 or i == len(todo):
+                    rss_trace.append([i, _rss_mb()])
+    finally:
+        journal.close()
+        torch.set_num_threads(previous_threads)
+    loop_seconds = time.perf_counter() - loop_start
+    # --- 4. assemble, summarise, write ---------------------------------------------------------------
+    rows = []
+    for arch in cells:
+        record = done[arch]
+        row: dict[str, Any] = {"arch": arch, "split": cell_split(arch, split_seed, holdout_fraction),
+                               "accuracy": truth.get(arch)}
+        if published:
+            cell = published[arch]
+            row.update(val_accuracy=cell.val_accuracy, naslib_tuple=list(cell.naslib_tuple),
+                       published={n: cell.scores.get(n) for n in names if n in cell.scores},
+                       published_seconds={n: cell.seconds.get(n) for n in names if n in cell.seconds})
+        row.update(scores={n: record["scores"].get(n) for n in names},
+                   seconds={k: v for k, v in record["seconds"].items() if k in names or k in ("build", "total")},
+                   errors={k: v for k, v in record.get("errors", {}).items() if k in names})
+        rows.append(row)
+    if combos:
+        for text, weights in combos.items():
+            values = combine_ranks({p: np.array([r["scores"][p] if r["scores"][p] is not None else math.nan
+                                                 for r in rows], dtype=np.float64) for p in weights}, weights)
+            for row, value in zip(rows, values):
+                row.setdefault("combined", {})[text] = float(value)
+    config = {
+        "mode": "compare-published" if published else "ground-truth",
+        "space": space_obj.config(), "dataset": dataset, "num_classes": num_classes, "input_size": list(input_size),
+        "ground_truth": truth_source, "published": str(compare_published) if published else None,
+        "cells": len(cells), "samples": samples, "sample_seed": seed, "proxies": names,
+        "proxies_left_out": teacher_proxies() if proxies is None else [], "proxy_fingerprints": fingerprints,
+        "combine": {k: dict(v) for k, v in combos.items()}, "data": batch.info, "batch_size": batch.info["batch_size"],
+        "seed": seed, "threads": threads, "holdout_fraction": holdout_fraction, "split_seed": split_seed,
+        "n_report": sum(r["split"] == "report" for r in rows), "n_tune": sum(r["split"] == "tune" for r in rows),
+        "top_fraction": TOP_FRACTION, "resumed_cells": resumed, "scored_cells": len(todo),
+        "journal": str(journal.path), "memory_mb": _memory_summary(rss_start, rss_trace),
+        "versions": {"studentnas": __version__, "torch": torch.__version__, "python": platform.python_version(),
+                     "numpy": np.__version__},
+        "machine": {"cpu": platform.processor() or platform.machine(), "cpu_count": os.cpu_count()},
+        "wall_seconds": time.perf_counter() - t_start, "loop_seconds": loop_seconds,
+        "timing_note": ("per-proxy seconds time each proxy's score() call in the order of 'proxies', one candidate "
+                        "view per cell: the first proxy that needs a shared pass pays for it; 'total' is build + "
+                        "every proxy"),
+    }
+    timing = {"seconds_per_arch": {n: _mean([r["seconds"].get(n) for r in rows]) for n in names},
+              "build_seconds_per_arch": _mean([r["seconds"].get("build") for r in rows]),
+              "suite_seconds_per_arch": _mean([r["seconds"].get("total") for r in rows])}
+    result: dict[str, Any] = {"config": config, "timing": timing}
+    if published:
+        result["summary"] = compare_summary(rows, names, {n: published_name(n) for n in names}, data_used)
+    else:
+        result.update(split_summaries(rows, names, combos, data_used))
+    result["per_arch"] = rows
+    out.parent.mkdir(parents=True, exist_ok=True)
+    _write_atomic(out, result)
+    return json.loads(json.dumps(json_safe(result)))
+
+
+def _mean(values: Sequence[Any]) -> float:
+    finite = [float(v) for v in values if isinstance(v, (int, float)) and math.isfinite(v)]
+    return sum(finite) / len(finite) if finite else math.nan
