@@ -240,14 +240,15 @@ List what is registered (plugins in search_spaces/ and proxies/, entry points, $
 examples:
   studentnas list spaces
   studentnas list proxies
+  studentnas list losses
   studentnas list teachers 'resnet*'
 """
 
 
 def _add_list(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("list", help="list spaces, proxies, searchers or teachers", description=LIST_HELP,
+    p = sub.add_parser("list", help="list spaces, proxies, searchers, losses or teachers", description=LIST_HELP,
                        formatter_class=FORMATTER)
-    p.add_argument("what", choices=["spaces", "proxies", "searchers", "teachers"])
+    p.add_argument("what", choices=["spaces", "proxies", "searchers", "losses", "teachers"])
     p.add_argument("filter", nargs="?", help="shell-style pattern, e.g. 'res*'")
 
 
@@ -259,11 +260,15 @@ def _run_list(args: argparse.Namespace) -> int:
 
         names = timm.list_models(args.filter or "")
     else:
-        registry = {"spaces": SPACES, "proxies": PROXIES, "searchers": SEARCHERS}[args.what]
+        from studentnas.distill import LOSSES
+
+        registry = {"spaces": SPACES, "proxies": PROXIES, "searchers": SEARCHERS, "losses": LOSSES}[args.what]
+        found = registry.list(args.filter)
+        width = max((len(n) for n in found), default=0)
         names = []
-        for name in registry.list(args.filter):
+        for name in found:
             doc = (registry.get(name).__doc__ or "").strip().splitlines()
-            names.append(f"{name:14s} {doc[0] if doc else ''}")
+            names.append(f"{name:{width}s}  {doc[0] if doc else ''}")
     print("\n".join(names))
     return 0
 
@@ -280,7 +285,7 @@ def build_parser() -> argparse.ArgumentParser:
         "  studentnas search --teacher resnet101 --budget 5GFLOPs     # ranked Pareto front of students\n"
         "  studentnas export runs/resnet101-5GFLOPs --rank 1 --out s.safetensors\n"
         "  studentnas bench proxies --ground-truth nats_bench.csv --json bench.json\n"
-        "  studentnas list spaces|proxies|searchers|teachers"))
+        "  studentnas list spaces|proxies|searchers|losses|teachers"))
     parser.add_argument("--version", action="version", version=f"studentnas {__version__}")
     parser.add_argument("--debug", action="store_true", help="show tracebacks of unexpected errors")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
