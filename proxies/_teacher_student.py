@@ -24,21 +24,18 @@ Example:
 
 from __future__ import annotations
 
-import contextlib
 import copy
-import weakref
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 import torch.nn.functional as F
-from timm.layers import DropPath
 from torch import nn
-from torch.nn.modules.dropout import _DropoutNd
 
 from studentnas.errors import BadInputError
-from studentnas.proxy import ProxyContext
+from studentnas.proxies import _passes
+from studentnas.proxy import ProxyContext, scoring_mode  # noqa: F401  (scoring_mode is re-exported)
 from studentnas.similarity import batch_gram
 
 STUDENT_PASS = "diswot_student_pass"
@@ -48,40 +45,11 @@ TEACHER_GRAM = "diswot_teacher_gram"
 WEIGHTED = (nn.Conv2d, nn.Linear)  # the layers zero-cost measures sum over (METHODS §2.0)
 
 
-@contextlib.contextmanager
-def scoring_mode(model: nn.Module, train: bool) -> Iterator[nn.Module]:
-    """``model`` in train (BatchNorm batch statistics) or eval mode with dropout and drop-path off;
-    buffers and per-module modes are restored on exit, whatever happens inside."""
-    modes = [(m, m.training) for m in model.modules()]
-    buffers = [(b, b.detach().clone()) for b in model.buffers()]
-    try:
-        model.train(train)
-        for m in model.modules():
-            if isinstance(m, (_DropoutNd, DropPath)):
-                m.eval()
-        yield model
-    finally:
-        with torch.no_grad():
-            for buf, saved in buffers:
-                buf.copy_(saved)
-        for m, mode in modes:
-            m.training = mode
-
-
 def shared_for(ctx: ProxyContext, key: str, student: nn.Module, compute: Callable[[], Any]) -> Any:
-    """``compute()`` once per candidate view, student object and parameter state.
-
-    The view's ``ctx.shared(key)`` entry is a table keyed weakly by the student, so a context reused for
-    several students never hands one student's pass to another, and a student whose parameters changed
-    in place (their version counters moved) gets a fresh pass.
-    """
-    table = ctx.shared(key, weakref.WeakKeyDictionary)
-    stamp = tuple(p._version for p in student.parameters())
-    entry = table.get(student)
-    if entry is None or entry[0] != stamp:
-        entry = (stamp, compute())
-        table[student] = entry
-    return entry[1]
+    """``compute()`` once per candidate view, student object and parameter state: the same per-candidate
+    pass cache the zero-cost proxies use (:func:`studentnas.proxies._passes.shared`), so a suite that mixes
+    both families keeps one table and one rule for when a pass is stale."""
+    return _passes.shared(ctx, key, student, compute)
 
 
 def classifier_weight(model: nn.Module, role: str) -> torch.Tensor:

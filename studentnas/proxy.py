@@ -22,20 +22,45 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar
 
 import torch
+from timm.layers import DropPath
 from torch import nn
+from torch.nn.modules.dropout import _DropoutNd
 
 from studentnas.cost import Cost
 from studentnas.errors import BadInputError
 
 NEEDS = frozenset({"data", "labels", "teacher", "cost"})
+
+
+@contextlib.contextmanager
+def scoring_mode(model: nn.Module, train: bool) -> Iterator[nn.Module]:
+    """``model`` in train (BatchNorm batch statistics) or eval mode with dropout and drop-path off;
+    buffers and per-module modes are restored on exit, whatever happens inside."""
+    modes = [(m, m.training) for m in model.modules()]
+    buffers = [(b, b.detach().clone()) for b in model.buffers()]
+    try:
+        model.train(train)
+        for m in model.modules():
+            if isinstance(m, (_DropoutNd, DropPath)):
+                m.eval()
+        yield model
+    finally:
+        with torch.no_grad():
+            for buf, saved in buffers:
+                buf.copy_(saved)
+        for m, mode in modes:
+            m.training = mode
+
+
 
 
 @dataclass
@@ -109,21 +134,10 @@ class ProxyContext:
             raise BadInputError("this proxy needs a teacher, but the context has none; pass --teacher")
 
         def compute() -> TeacherOutputs:
-            teacher = self.teacher
-            modes = [(m, m.training) for m in teacher.modules()]
-            buffers = [(b, b.detach().clone()) for b in teacher.buffers()]
-            try:
-                teacher.train(not self.teacher_trained)
-                with torch.no_grad():
-                    feats = teacher.forward_features(self.images)
-                    pre = teacher.forward_head(feats, pre_logits=True)
-                    logits = teacher.forward_head(feats)
-            finally:
-                with torch.no_grad():
-                    for buf, saved in buffers:
-                        buf.copy_(saved)
-                for m, mode in modes:
-                    m.training = mode
+            with scoring_mode(self.teacher, train=not self.teacher_trained) as teacher, torch.no_grad():
+                feats = teacher.forward_features(self.images)
+                pre = teacher.forward_head(feats, pre_logits=True)
+                logits = teacher.forward_head(feats)
             return TeacherOutputs(logits=logits, features=feats, pre_logits=pre)
 
         return self.cached("teacher_outputs", compute)

@@ -14,7 +14,7 @@ from torch import nn
 import studentnas.similarity as similarity
 from studentnas import get_proxy, get_space
 from studentnas.errors import BadInputError
-from studentnas.proxies import _teacher_student, diswot
+from studentnas.proxies import _passes, _teacher_student, diswot
 from studentnas.proxies._teacher_student import TinyNet, example_context, tiny_net
 from studentnas.proxies.diswot import semantic_distance, semantic_mode
 from studentnas.proxy import ProxyContext
@@ -237,7 +237,8 @@ def test_resnet_teacher_with_vit_student(resnet_teacher: nn.Module) -> None:
     scores = [get_proxy(name).score(vit, view) for name in SUITE]
     assert all(math.isfinite(v) and v < 0 for v in scores)
     assert scores[0] == pytest.approx(scores[1] + scores[2], rel=1e-12)
-    assert view._shared["diswot_student_pass"][vit][1].features.shape == (8, 17, 192)  # tokens, flattened per sample
+    student_pass = _passes.shared(view, "diswot_student_pass", vit, lambda: pytest.fail("the pass must be cached"))
+    assert student_pass.features.shape == (8, 17, 192)  # tokens, flattened per sample
     _check_untouched(vit, before, training=True)
 
 
