@@ -26,7 +26,7 @@ import copy
 import torch
 from torch import nn
 
-from studentnas.proxies import _passes
+from studentnas.proxies import _passes, _solo_passes
 from studentnas.proxy import Proxy, ProxyContext, signed_log
 from studentnas.registry import PROXIES
 
@@ -78,7 +78,7 @@ class SynflowProxy(Proxy):
     sign = "log-transformed as NASLib does (log s for s > 0); larger synaptic flow is better"
 
     def _score(self, student: nn.Module, ctx: ProxyContext) -> float:
-        flow = _passes.shared(ctx, "synflow", student, lambda: _passes.synflow_pass(student, ctx))
+        flow = _passes.shared(ctx, "synflow", student, lambda: _solo_passes.synflow_pass(student, ctx))
         return signed_log(float(flow.per_layer.sum()))
 
     @classmethod

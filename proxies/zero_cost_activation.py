@@ -111,6 +111,7 @@ class NwotProxy(Proxy):
     K += c c^T + (1 - c)(1 - c)^T, i.e. units minus the Hamming distance; score = log|det K|.
     BatchNorm in train mode (batch statistics) on a copy; shares the ``jacobian`` pass with jacov and
     epe_nas (the same forward; the input-gradient backward is what those two add, and only they pay).
+    When the context's suite has no jacov/epe_nas (or is unknown), the forward runs under no_grad.
     Sign: none, more distinct activation patterns score higher.
     """
 

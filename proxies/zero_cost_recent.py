@@ -28,7 +28,7 @@ import torch
 from torch import nn
 
 from studentnas.errors import BadInputError
-from studentnas.proxies import _passes
+from studentnas.proxies import _passes, _solo_passes
 from studentnas.proxies.zero_cost import live_and_dead_pair
 from studentnas.proxy import Proxy, ProxyContext
 from studentnas.registry import PROXIES
@@ -103,7 +103,7 @@ class ZenProxy(Proxy):
     def _score(self, student: nn.Module, ctx: ProxyContext) -> float:
         key = f"zen:{self.gamma}:{self.bn_variance}:{self.repeat}"
         zen = _passes.shared(ctx, key, student,
-                             lambda: _passes.zen_pass(student, ctx, self.gamma, self.bn_variance, self.repeat))
+                             lambda: _solo_passes.zen_pass(student, ctx, self.gamma, self.bn_variance, self.repeat))
         logs = [math.log(d) if d > 0 else (math.nan if d != d else -math.inf) for d in zen.delta.tolist()]
         return float(sum(lg + b for lg, b in zip(logs, zen.bn_log_scale.tolist())) / len(logs))
 
@@ -154,7 +154,7 @@ class ZicoProxy(Proxy):
     def _score(self, student: nn.Module, ctx: ProxyContext) -> float:
         key = f"zico:{self.batches}:{self.cumulative}"
         zico = _passes.shared(ctx, key, student,
-                              lambda: _passes.zico_pass(student, ctx, self.batches, self.cumulative))
+                              lambda: _solo_passes.zico_pass(student, ctx, self.batches, self.cumulative))
         return float(sum(math.log(s) for s in zico.ratio_sum.tolist() if s > 0))
 
     def config(self) -> dict[str, Any]:
@@ -194,7 +194,7 @@ class MecoProxy(Proxy):
     sign = "none: a larger sum of minimum eigenvalues (less redundant channels) is better"
 
     def _score(self, student: nn.Module, ctx: ProxyContext) -> float:
-        meco = _passes.shared(ctx, "meco", student, lambda: _passes.meco_pass(student, ctx))
+        meco = _passes.shared(ctx, "meco", student, lambda: _solo_passes.meco_pass(student, ctx))
         return float(meco.min_eigenvalues.sum())
 
     @classmethod

@@ -15,6 +15,7 @@ import gc
 import json
 import sys
 import time
+from dataclasses import replace
 
 import numpy as np
 import torch
@@ -47,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     proxies = [get_proxy(name) for name in args.proxies.split(",") if name]
     gen = torch.Generator().manual_seed(0)
     images = torch.randn(args.batch, 3, args.size, args.size, generator=gen)
-    ctx = ProxyContext(images, torch.arange(args.batch) % 10, 10)
+    ctx = replace(ProxyContext(images, torch.arange(args.batch) % 10, 10), suite=tuple(p.name for p in proxies))
     samples, start, failures = [], time.perf_counter(), 0
     for i in range(1, args.cells + 1):
         arch = space.sample(rng)

@@ -17,6 +17,7 @@ import json
 import math
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -54,9 +55,9 @@ def main(argv: list[str] | None = None) -> int:
     images = data.load_images("fashion-mnist", split="train", limit=args.batch, seed=0)
     x, y = data.calibration_batch(images, n=args.batch, input_size=(3, 32, 32), mean=(0.5,) * 3, std=(0.25,) * 3,
                                   seed=0)
-    ctx = ProxyContext(x.contiguous(memory_format=torch.channels_last), y, 10)
     space = get_space("nb201")
     names = [n for n in args.proxies.split(",") if n]
+    ctx = replace(ProxyContext(x.contiguous(memory_format=torch.channels_last), y, 10), suite=tuple(names))
     proxies = [get_proxy(n) for n in names]
     ours: dict[str, list[float]] = {n: [] for n in names}
     seconds: dict[str, float] = {n: 0.0 for n in names}

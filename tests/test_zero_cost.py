@@ -341,7 +341,8 @@ def test_scoring_200_nb201_cells_does_not_grow_memory() -> None:
     rng = np.random.default_rng(0)
     archs = [space.sample(rng) for _ in range(20)]
     proxies = [get_proxy(name) for name in SUITE]
-    ctx = ProxyContext(torch.randn(8, 3, 8, 8, generator=torch.Generator().manual_seed(0)), torch.arange(8) % 4, 4)
+    images = torch.randn(8, 3, 8, 8, generator=torch.Generator().manual_seed(0))
+    ctx = replace(ProxyContext(images, torch.arange(8) % 4, 4), suite=SUITE)  # as LocalEvaluator sets it
     rss = []
     for _ in range(10):
         for i, arch in enumerate(archs):
