@@ -3,7 +3,7 @@
 
 None of them can share the cross-entropy or Jacobian passes: ``zen`` re-initialises a copy and runs it
 twice on Gaussian noise, ``zico`` needs one backward per mini-batch, ``meco`` one forward on noise.
-The passes live in ``proxies/_passes.py``.
+The passes live in ``proxies/_solo_passes.py`` (shared through ``proxies/_passes.py``).
 
 Example:
     >>> import torch

@@ -14,7 +14,7 @@ from torch import nn
 
 from studentnas import get_proxy, get_space
 from studentnas.errors import BadInputError
-from studentnas.proxies import _passes, zero_cost, zero_cost_activation, zero_cost_recent
+from studentnas.proxies import _passes, _solo_passes, zero_cost, zero_cost_activation, zero_cost_recent
 from studentnas.proxy import ProxyContext
 
 K = 1e-5  # the eigenvalue shift of jacov and epe_nas
@@ -58,7 +58,7 @@ def one_sample_ctx() -> ProxyContext:
 
 
 def test_doctests() -> None:
-    for module in (_passes, zero_cost, zero_cost_activation, zero_cost_recent):
+    for module in (_passes, _solo_passes, zero_cost, zero_cost_activation, zero_cost_recent):
         result = doctest.testmod(module)
         assert result.failed == 0 and result.attempted > 0, module.__name__
 
