@@ -103,9 +103,9 @@ def pre_gap(net: nn.Module, x: torch.Tensor) -> torch.Tensor:
     return seen[-1]
 
 
-def _gaussian_init(net: nn.Module, generator: torch.Generator) -> None:
-    """Zen-NAS's re-initialisation: conv/linear weights N(0,1) and zero biases; norm weights 1 and
-    biases 0; running statistics reset (as in the freshly built networks Zen-NAS scores)."""
+def gaussian_init(net: nn.Module, generator: torch.Generator) -> None:
+    """Zen-NAS's re-initialisation (also used by ``bn_log_scale``): conv/linear weights N(0,1) and zero
+    biases; norm weights 1 and biases 0; running statistics reset (as in the networks Zen-NAS scores)."""
     with torch.no_grad():
         for m in net.modules():
             if isinstance(m, WEIGHTED):
@@ -141,7 +141,7 @@ def zen_pass(student: nn.Module, ctx: ProxyContext, gamma: float, bn_variance: s
             batch_var[id(module)] = inputs[0].transpose(0, 1).flatten(1).var(dim=1)
 
     for _ in range(repeat):
-        _gaussian_init(net, generator)
+        gaussian_init(net, generator)
         x, eps = noise(ctx, generator).to(device), noise(ctx, generator).to(device)
         batch_var.clear()
         handles = [m.register_forward_hook(hook) for m in bns] if bn_variance == "batch" else []

@@ -53,8 +53,8 @@ import torch
 from torch import nn
 
 from studentnas.errors import BadInputError
+from studentnas.proxies._solo_passes import gaussian_init
 from studentnas.proxies._teacher_student import (
-    WEIGHTED,
     check_classes,
     example_context,
     scoring_mode,
@@ -293,17 +293,8 @@ class BNLogScaleProxy(Proxy):
         net = copy.deepcopy(student)
         gen = torch.Generator().manual_seed(ctx.seed)
         norms = [m for m in net.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+        gaussian_init(net, gen)
         with torch.no_grad():
-            for m in net.modules():
-                if isinstance(m, WEIGHTED):
-                    m.weight.copy_(torch.randn(m.weight.shape, generator=gen))
-                    if m.bias is not None:
-                        m.bias.zero_()
-            for m in norms:
-                if m.affine:
-                    m.weight.fill_(1.0)
-                    m.bias.zero_()
-                m.reset_running_stats()
             noise = torch.randn(ctx.images.shape, generator=gen).to(ctx.images.device,
                                                                      memory_format=_memory_format(ctx.images))
             with scoring_mode(net, train=True):
