@@ -15,6 +15,7 @@ Example:
 from __future__ import annotations
 
 import json
+import math
 import os
 import tempfile
 from collections.abc import Iterable, Mapping
@@ -110,6 +111,10 @@ class RunDir:
         write_json_atomic(self.path / PARETO_JSON, {"objective": objective, "cost": "macs", "front": entries})
 
 
+def _or_nan(value: float | None) -> float:
+    return math.nan if value is None else float(value)
+
+
 class Run:
     """A finished or partial run, loaded from its directory. Python twin of the run folder."""
 
@@ -139,14 +144,17 @@ class Run:
                             f"{self.path / JOURNAL}")
 
     def to_dataframe(self):  # noqa: ANN201 - pandas is optional
-        """One row per candidate: id, status, macs, params, scores, seconds, worker, on_front."""
+        """One row per candidate: id, label, status, reason, macs, params, latency_ms and peak_memory_mb
+        (NaN where not measured), score_<proxy> per proxy, seconds, worker, on_front."""
         try:
             import pandas as pd
         except ImportError:
             raise BadInputError("Run.to_dataframe needs pandas: pip install 'studentnas[pandas]'") from None
         front = {c.id for c in self.pareto}
         rows = [{"id": c.id, "label": str(c.arch), "status": c.status, "reason": c.reason, "macs": c.cost.macs,
-                 "params": c.cost.params, **{f"score_{k}": v for k, v in c.scores.items()}, "seconds": c.seconds,
+                 "params": c.cost.params, "latency_ms": _or_nan(c.cost.latency_ms),
+                 "peak_memory_mb": _or_nan(c.cost.peak_memory_mb), **{f"score_{k}": v for k, v in c.scores.items()},
+                 "seconds": c.seconds,
                  "worker": c.worker, "on_front": c.id in front} for c in self.candidates]
         return pd.DataFrame(rows)
 
