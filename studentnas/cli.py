@@ -152,7 +152,14 @@ Kendall, top-10% hit rate, regret and seconds per arch on the 'report' cells), s
 summary_all, timing and config (data used, batch size, seed, threads, versions).
 
 Cells are split by a hash of (--split-seed, arch) into 'report' (a --holdout-fraction share) and
-'tune' cells: choose anything you tune (e.g. --combine weights) on tune cells only.
+'tune' cells: choose anything you tune (e.g. --combine weights) on tune cells only. --fit LIST does
+that for you: it fits the weights of a rank combination of LIST on the tune cells (coordinate ascent
+over a small grid) and reports it, as fit[a:w+b:w], on the report cells.
+
+Teacher-student proxies (diswot, kd_snip, ickd, ...) need --teacher NAME: a timm model, randomly
+initialised (seeded by --seed) unless --teacher-checkpoint; its head gets the dataset's classes.
+A random teacher's DisWOT ranks cells by how they resemble an untrained network, so read its
+correlation with vanilla accuracy as such, not as a prediction of KD accuracy.
 
 Resume is the default: scored cells go to OUT.partial.jsonl as they finish, and a rerun with the
 same settings scores only new cells (or new proxies); --fresh starts over.
@@ -173,6 +180,9 @@ examples:
   studentnas bench proxies --ground-truth analog-nasbench --samples 200 --json bench_analog.json
   studentnas bench proxies --ground-truth nats_bench.csv --dataset cifar100 --data foolbox-cifar100 \\
       --combine nwot+synflow --json c100.json
+  studentnas bench proxies --ground-truth nats_bench.csv --fit nwot,synflow,meco,zico --json fit.json
+  studentnas bench proxies --ground-truth nats_bench.csv --teacher resnet18 \
+      --proxies diswot,diswot_relation,kd_snip,ickd --samples 300 --json diswot.json
   studentnas bench proxies --compare-published ../shared/reference/nb201/naslib_zc_nasbench201.json \\
       --dataset cifar10 --samples 100 --proxies nwot,synflow --json compare.json
 """
@@ -213,6 +223,13 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
     q.add_argument("--split-seed", type=int, default=0, help="seed of the tune/report split (default: 0)")
     q.add_argument("--combine", action="append", default=[], metavar="A+B[:W]",
                    help="add a rank combination of proxies, e.g. nwot+synflow or nwot:2+synflow:1; repeatable")
+    q.add_argument("--fit", metavar="LIST|all",
+                   help="add a rank combination of these proxies whose weights are fitted on the tune cells only "
+                        "and reported on the report cells (e.g. --fit nwot,synflow,meco,zico or --fit all)")
+    q.add_argument("--teacher", metavar="NAME",
+                   help="a timm teacher (random init, seeded by --seed; head sized to the dataset) for the "
+                        "teacher-student proxies: diswot, kd_snip, ickd, ... (default: none, and they are left out)")
+    q.add_argument("--teacher-checkpoint", metavar="PATH", help="weights for --teacher (.pth/.safetensors)")
     again = q.add_mutually_exclusive_group()
     again.add_argument("--resume", action="store_true",
                        help="continue from OUT.partial.jsonl (the default; accepted for symmetry with `search`)")
@@ -228,6 +245,7 @@ def _run_bench(args: argparse.Namespace) -> int:
                            proxies=args.proxies, data=args.data, batch_size=args.batch_size, seed=args.seed,
                            threads=args.threads, compare_published=args.compare_published,
                            holdout_fraction=args.holdout_fraction, split_seed=args.split_seed, combine=args.combine,
+                           fit=args.fit, teacher=args.teacher, teacher_checkpoint=args.teacher_checkpoint,
                            fresh=args.fresh, quiet=args.quiet, space=args.space)
     print(format_table(result))
     print(f"wrote {args.out}")

@@ -48,6 +48,7 @@ class LocalEvaluator:
         self.space = space
         self.proxies = list(proxies)
         self.ctx = replace(ctx, suite=tuple(p.name for p in self.proxies))
+        self.ctx.require(self.proxies)  # a proxy that needs labels or a teacher the context lacks: fail now
         self.budget = budget
         self.seed = seed
         self.num_classes = num_classes

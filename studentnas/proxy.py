@@ -26,7 +26,7 @@ import contextlib
 import math
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar
 
@@ -79,7 +79,7 @@ class ProxyContext:
     that share the teacher cache."""
 
     images: torch.Tensor
-    labels: torch.Tensor
+    labels: torch.Tensor | None  # None when the data has no labels: proxies that need them refuse up front
     num_classes: int
     teacher: nn.Module | None = None
     teacher_trained: bool = False
@@ -99,6 +99,33 @@ class ProxyContext:
     def teacher_seconds(self) -> float:
         """Seconds spent computing cached teacher tensors so far."""
         return self._timing["teacher_seconds"]
+
+    def missing(self, proxy: Proxy | type[Proxy]) -> list[str]:
+        """What ``proxy`` needs that this context lacks: a subset of ``["labels", "teacher"]``."""
+        have = {"labels": self.labels is not None, "teacher": self.teacher is not None}
+        return [need for need, present in have.items() if need in proxy.needs and not present]
+
+    def require(self, proxies: Iterable[Proxy | type[Proxy]]) -> None:
+        """Raise ``BadInputError`` naming every proxy whose needs this context cannot meet, before any work.
+
+        Example:
+            >>> from studentnas import get_proxy
+            >>> ctx = ProxyContext(torch.zeros(2, 3, 8, 8), None, 10)
+            >>> ctx.require([get_proxy("synflow")])  # data-free: fine
+            >>> try:
+            ...     ctx.require([get_proxy("nwot"), get_proxy("snip")])
+            ... except BadInputError as err:
+            ...     print(str(err)[:64])
+            proxy 'snip' needs labels, but the calibration data has none; pa
+        """
+        fixes = {"labels": "the calibration data has none; pass --data with labelled images (a class-per-folder "
+                           "ImageFolder, cifar10:PATH, fashion-mnist)",
+                 "teacher": "none was given; pass --teacher NAME (a timm model, optionally with "
+                            "--teacher-checkpoint PATH)"}
+        for proxy in proxies:
+            for need in self.missing(proxy):
+                raise BadInputError(f"proxy '{proxy.name}' needs {'a teacher' if need == 'teacher' else need}, but "
+                                    f"{fixes[need]}, or drop '{proxy.name}'")
 
     def for_candidate(self, cost: Cost) -> ProxyContext:
         """A view for one candidate: same batch, teacher and teacher cache, that candidate's cost, and an
@@ -160,6 +187,7 @@ class Proxy(ABC):
         """The score of ``student``; may be nan/inf, which the evaluator records as a failure."""
         if "cost" in self.needs and ctx.cost is None:
             raise ValueError(f"proxy '{self.name}' needs the candidate's cost; use ctx.for_candidate(cost)")
+        ctx.require([self])
         return float(self._score(student, ctx))
 
     @abstractmethod

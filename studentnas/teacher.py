@@ -75,22 +75,28 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     return {k.removeprefix("module."): v for k, v in state.items()}
 
 
-def load_teacher(name: str, checkpoint: str | Path | None = None, pretrained: bool = False) -> Teacher:
+def load_teacher(name: str, checkpoint: str | Path | None = None, pretrained: bool = False,
+                 num_classes: int | None = None) -> Teacher:
     """A timm teacher: random init by default, weights from ``checkpoint``, or ``pretrained`` from the hub.
 
-    The number of classes and input channels follow the checkpoint's classifier and first conv.
+    The number of classes and input channels follow the checkpoint's classifier and first conv;
+    ``num_classes`` sets the head of a random-init teacher, and must match a checkpoint's head.
     """
     check_teacher_name(name)
     if checkpoint is not None and pretrained:
         raise BadInputError("--pretrained and --teacher-checkpoint exclude each other; pass only one")
-    kwargs: dict = {}
+    kwargs: dict = {} if num_classes is None else {"num_classes": int(num_classes)}
     state = None
     if checkpoint is not None:
         state = read_state_dict(checkpoint)
         cfg = timm.get_pretrained_cfg(name)
         classifier = getattr(cfg, "classifier", None) if cfg is not None else None
         if isinstance(classifier, str) and f"{classifier}.weight" in state:
-            kwargs["num_classes"] = int(state[f"{classifier}.weight"].shape[0])
+            found = int(state[f"{classifier}.weight"].shape[0])
+            if num_classes is not None and found != num_classes:
+                raise BadInputError(f"checkpoint '{checkpoint}' has a {found}-class head, but {num_classes} classes "
+                                    "are needed here; pass a checkpoint trained on this dataset's classes")
+            kwargs["num_classes"] = found
         first_conv = getattr(cfg, "first_conv", None) if cfg is not None else None
         if isinstance(first_conv, str) and f"{first_conv}.weight" in state:
             kwargs["in_chans"] = int(state[f"{first_conv}.weight"].shape[1])

@@ -17,7 +17,7 @@ from PIL import Image
 
 import studentnas
 from studentnas.bench import correlation as corr
-from studentnas.bench import foolbox_data, ground_truth
+from studentnas.bench import ensemble, foolbox_data, ground_truth
 from studentnas.bench.journal import journal_path
 from studentnas.bench.proxy_bench import bench_proxies
 from studentnas.bench.published import load_published
@@ -274,6 +274,63 @@ def test_resume_scores_only_new_cells(tmp_path: Path, capsys: pytest.CaptureFixt
     assert [r["scores"] for r in again["per_arch"]] == [r["scores"] for r in second["per_arch"]]  # seeded students
 
 
+def test_fit_rank_weights_by_hand() -> None:
+    # "good" is the truth with neighbours swapped pairwise (rank error d = +-1 on every cell), so alone
+    # Spearman = 1 - 6 * 30 / (30 * (30^2 - 1)). "reversed" is the truth backwards. Mixing w of reversed
+    # into good's ranks gives (1 - w) r + (+-1) + const: for w < 1 the same order (no strict gain, so the
+    # weight stays 0), for w = 1 only the +-1 noise, for w > 1 a reversed order. The fit keeps good alone.
+    truth = np.arange(30.0)
+    good = truth + np.where(np.arange(30) % 2 == 0, 0.6, -0.6)
+    fit = ensemble.fit_rank_weights({"good": good, "reversed": -truth}, truth)
+    assert fit.single_spearman["good"] == pytest.approx(1 - 6 * 30 / (30 * (30**2 - 1)))
+    assert fit.single_spearman["reversed"] == pytest.approx(-1.0)
+    assert fit.weights == {"good": 1.0} and fit.tune_spearman == pytest.approx(fit.single_spearman["good"])
+    assert fit.name == "fit[good:1]" and fit.n_tune == 30
+    with pytest.raises(BadInputError, match="at least 20 tune cells"):
+        ensemble.fit_rank_weights({"good": good[:10]}, truth[:10])
+
+
+def test_fit_is_tuned_on_tune_cells_and_reported_on_report_cells(tmp_path: Path) -> None:
+    result = bench_proxies(out=tmp_path / "f.json", ground_truth=NATS_CSV, samples=60, batch_size=8,
+                           proxies="nwot,synflow", fit="nwot,synflow", quiet=True)
+    fit = result["config"]["fit"]
+    tune = [r for r in result["per_arch"] if r["split"] == "tune"]
+    assert fit["n_tune"] == len(tune) >= 20
+    name = fit["name"]
+    assert name in result["summary"] and name in result["summary_tune"]
+    # the fitted weights reproduce the stored tune Spearman from the per-cell rows alone
+    scores = {p: np.array([r["scores"][p] for r in tune]) for p in fit["weights"]}
+    value = corr.spearman(corr.combine_ranks(scores, fit["weights"]), np.array([r["accuracy"] for r in tune]))
+    assert value == pytest.approx(fit["tune_spearman"])
+    assert fit["tune_spearman"] >= max(fit["single_spearman"][p] for p in fit["weights"]) - 1e-12
+
+
+def test_teacher_proxies_with_a_random_timm_teacher(tmp_path: Path) -> None:
+    result = bench_proxies(out=tmp_path / "t.json", ground_truth=NATS_CSV, samples=4, batch_size=8,
+                           proxies="diswot,kd_snip", teacher="resnet18", quiet=True)
+    cfg = result["config"]
+    assert cfg["teacher"] == {"name": "resnet18", "trained": False, "checkpoint": None, "num_classes": 10}
+    assert all(math.isfinite(r["scores"]["diswot"]) and math.isfinite(r["scores"]["kd_snip"])
+               for r in result["per_arch"])
+    again = bench_proxies(out=tmp_path / "t2.json", ground_truth=NATS_CSV, samples=4, batch_size=8,
+                          proxies="diswot,kd_snip", teacher="resnet18", quiet=True)
+    assert [r["scores"] for r in again["per_arch"]] == [r["scores"] for r in result["per_arch"]]  # seeded teacher
+
+
+def test_context_refuses_proxies_it_cannot_serve_before_any_work() -> None:
+    import torch
+
+    from studentnas.proxy import ProxyContext
+
+    ctx = ProxyContext(torch.zeros(2, 3, 8, 8), None, 10)
+    ctx.require([studentnas.get_proxy("synflow"), studentnas.get_proxy("nwot")])
+    with pytest.raises(BadInputError, match="proxy 'snip' needs labels.*pass --data with labelled images"):
+        ctx.require([studentnas.get_proxy("nwot"), studentnas.get_proxy("snip")])
+    labelled = ProxyContext(torch.zeros(2, 3, 8, 8), torch.zeros(2, dtype=torch.long), 10)
+    with pytest.raises(BadInputError, match="proxy 'diswot' needs a teacher, but none was given"):
+        studentnas.get_proxy("diswot").score(torch.nn.Linear(8, 2), labelled)
+
+
 def test_compare_published_on_a_few_cells(tmp_path: Path) -> None:
     result = bench_proxies(out=tmp_path / "c.json", compare_published=PUBLISHED, dataset="cifar10", samples=4,
                            batch_size=8, proxies="synflow", quiet=True)
@@ -298,6 +355,10 @@ def test_compare_published_on_a_few_cells(tmp_path: Path) -> None:
         (["--ground-truth", str(NATS_CSV), "--combine", "nwot+jacov", "--proxies", "nwot"], "--combine"),
         (["--ground-truth", str(NATS_CSV), "--samples", "20000"], "--samples 20000 exceeds the 15625 cells"),
         (["--ground-truth", str(NATS_CSV), "--holdout-fraction", "0"], "--holdout-fraction must be in (0, 1]"),
+        (["--ground-truth", str(NATS_CSV), "--proxies", "nwot,kd_snip"],
+         "proxy 'kd_snip' needs a teacher, but none was given; pass --teacher NAME"),
+        (["--ground-truth", str(NATS_CSV), "--teacher", "resnet1O1"], "unknown teacher 'resnet1O1'"),
+        (["--ground-truth", str(NATS_CSV), "--proxies", "nwot", "--fit", "nwot,jacov"], "--fit nwot,jacov"),
     ],
 )
 def test_bad_input_is_one_line_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture, args: list[str],

@@ -51,6 +51,7 @@ from studentnas import __version__
 from studentnas.bench import ground_truth as gt
 from studentnas.bench.bench_data import DEFAULT_DATA, load_bench_batch
 from studentnas.bench.correlation import TOP_FRACTION, combine_ranks, parse_combination
+from studentnas.bench.ensemble import fit_rank_weights
 from studentnas.bench.journal import Journal, journal_path, json_safe
 from studentnas.bench.published import load_published, published_name
 from studentnas.bench.summary import cell_split, compare_summary, split_summaries
@@ -59,6 +60,7 @@ from studentnas.evaluate import build_student
 from studentnas.progress import Progress
 from studentnas.proxy import Proxy, ProxyContext
 from studentnas.registry import PROXIES, SPACES
+from studentnas.teacher import check_teacher_name, load_teacher
 
 BASELINES = ("params", "macs")
 DEFAULT_SAMPLES = 1000
@@ -74,11 +76,12 @@ def teacher_proxies() -> list[str]:
     return [n for n in PROXIES.list() if "teacher" in PROXIES.get(n).needs]
 
 
-def resolve_proxies(proxies: str | Sequence[str] | None) -> list[Proxy]:
-    """The proxies to score: the baselines first, then the named ones (default: every registered proxy
-    that needs no teacher). A named proxy that needs a teacher is an error: the bench has none."""
+def resolve_proxies(proxies: str | Sequence[str] | None, has_teacher: bool = False) -> list[Proxy]:
+    """The proxies to score: the baselines first, then the named ones (default: every registered proxy,
+    less those that need a teacher when there is none). A named proxy that needs a teacher without
+    ``--teacher`` is an error, raised before any work."""
     if proxies is None:
-        names = [n for n in PROXIES.list() if n not in teacher_proxies()]
+        names = [n for n in PROXIES.list() if has_teacher or n not in teacher_proxies()]
     else:
         names = [p.strip() for p in (proxies.split(",") if isinstance(proxies, str) else proxies) if p.strip()]
         if not names:
@@ -86,9 +89,10 @@ def resolve_proxies(proxies: str | Sequence[str] | None) -> list[Proxy]:
     ordered = list(dict.fromkeys([*BASELINES, *names]))
     instances = [PROXIES.get(name)() for name in ordered]
     for proxy in instances:
-        if "teacher" in proxy.needs:
-            raise BadInputError(f"proxy '{proxy.name}' needs a teacher, but `bench proxies` scores NB201 cells "
-                                "against their own accuracy without one; drop it from --proxies")
+        if "teacher" in proxy.needs and not has_teacher:
+            raise BadInputError(f"proxy '{proxy.name}' needs a teacher, but none was given; pass --teacher NAME "
+                                "(a timm model, e.g. resnet18, random init unless --teacher-checkpoint) or drop "
+                                f"'{proxy.name}' from --proxies")
     return instances
 
 
@@ -205,6 +209,9 @@ def bench_proxies(
     holdout_fraction: float = DEFAULT_HOLDOUT,
     split_seed: int = 0,
     combine: Sequence[str] = (),
+    fit: str | Sequence[str] | None = None,
+    teacher: str | None = None,
+    teacher_checkpoint: str | Path | None = None,
     fresh: bool = False,
     quiet: bool = False,
     space: str = "nb201",
@@ -216,6 +223,10 @@ def bench_proxies(
     ``holdout_fraction`` of the cells are ``report`` cells (``summary``), the rest ``tune`` cells
     (``summary_tune``); ``summary_all`` covers both. ``combine`` adds rank combinations such as
     ``"nwot+synflow"`` (:func:`~studentnas.bench.correlation.combine_ranks`) as pseudo-proxies.
+    ``fit`` (proxy names, or ``"all"``) adds a rank combination whose weights are fitted on the tune
+    cells only (:mod:`~studentnas.bench.ensemble`) and reported on the report cells.
+    ``teacher`` (a timm name; random init seeded by ``seed`` unless ``teacher_checkpoint``) makes the
+    teacher-student proxies (DisWOT, KD-aware) available; its head gets the dataset's class count.
     """
     t_start = time.perf_counter()
     say = log or ((lambda _m: None) if quiet else (lambda m: print(m, file=sys.stderr, flush=True)))
@@ -233,8 +244,13 @@ def bench_proxies(
     out = Path(out).expanduser()
     if out.is_dir():
         raise BadInputError(f"--json '{out}' is a directory; pass a file path such as {out / 'bench.json'}")
-    suite = resolve_proxies(proxies)
+    if teacher is not None:
+        check_teacher_name(teacher)
+    suite = resolve_proxies(proxies, has_teacher=teacher is not None)
     names = [p.name for p in suite]
+    fit_names = _fit_names(fit, names)
+    if fit_names and compare_published is not None:
+        raise BadInputError("--fit needs ground truth on tune cells; it does not apply to --compare-published")
     combos = {text.replace(" ", ""): parse_combination(text) for text in combine}
     for text, weights in combos.items():
         unknown = sorted(set(weights) - set(names))
@@ -255,16 +271,24 @@ def bench_proxies(
                         f"the ground truth ({truth_source})")
     input_size, num_classes = gt.INPUT_SIZE[dataset], gt.NUM_CLASSES[dataset]
     batch = load_bench_batch(data, batch_size, input_size, seed, num_classes)
+    teach = None
+    if teacher is not None:
+        torch.manual_seed(seed)  # a random-init teacher is the same in every run of this seed
+        teach = load_teacher(teacher, teacher_checkpoint, num_classes=num_classes)
     data_used = {p.name: _data_used(p, batch.info["source"]) for p in suite}
     # --- 3. score (resumable) ------------------------------------------------------------------------
     identity = {"space": space_obj.config(), "dataset": dataset, "input_size": list(input_size),
                 "num_classes": num_classes, "data": batch.info["spec"], "data_source": batch.info["source"],
                 "batch_size": batch.info["batch_size"], "seed": seed}
+    if teach is not None:  # only then, so journals of teacher-free runs stay valid
+        identity["teacher"] = {"name": teach.name, "checkpoint_sha256": teach.checkpoint_sha256}
     journal = Journal(journal_path(out), identity)
     previous_threads = torch.get_num_threads()
     torch.set_num_threads(threads)
     ctx = ProxyContext(images=batch.images, labels=batch.labels, num_classes=num_classes, seed=seed,
-                       suite=tuple(p.name for p in suite))
+                       suite=tuple(p.name for p in suite), teacher=teach.model if teach else None,
+                       teacher_trained=bool(teach and teach.trained))
+    ctx.require(suite)
     rss_start = _rss_mb()
     rss_trace: list[list[float]] = []  # [cells scored in this process, resident MB]
     loop_start = time.perf_counter()
@@ -306,10 +330,16 @@ def bench_proxies(
                    seconds={k: v for k, v in record["seconds"].items() if k in names or k in ("build", "total")},
                    errors={k: v for k, v in record.get("errors", {}).items() if k in names})
         rows.append(row)
+    fitted = None
+    if fit_names:
+        tune = [r for r in rows if r["split"] == "tune"]
+        fitted = fit_rank_weights({p: _scores(tune, p) for p in fit_names},
+                                  np.array([r["accuracy"] for r in tune], dtype=np.float64))
+        combos[fitted.name] = fitted.weights
+        say(f"fitted on {fitted.n_tune} tune cells: {fitted.name} (tune Spearman {fitted.tune_spearman:.3f})")
     if combos:
         for text, weights in combos.items():
-            values = combine_ranks({p: np.array([r["scores"][p] if r["scores"][p] is not None else math.nan
-                                                 for r in rows], dtype=np.float64) for p in weights}, weights)
+            values = combine_ranks({p: _scores(rows, p) for p in weights}, weights)
             for row, value in zip(rows, values):
                 row.setdefault("combined", {})[text] = float(value)
     config = {
@@ -317,7 +347,10 @@ def bench_proxies(
         "space": space_obj.config(), "dataset": dataset, "num_classes": num_classes, "input_size": list(input_size),
         "ground_truth": truth_source, "published": str(compare_published) if published else None,
         "cells": len(cells), "samples": samples, "sample_seed": seed, "proxies": names,
-        "proxies_left_out": teacher_proxies() if proxies is None else [], "proxy_fingerprints": fingerprints,
+        "proxies_left_out": teacher_proxies() if proxies is None and teach is None else [],
+        "proxy_fingerprints": fingerprints, "fit": fitted.to_dict() if fitted else None,
+        "teacher": None if teach is None else {"name": teach.name, "trained": teach.trained,
+                                               "checkpoint": teach.checkpoint, "num_classes": teach.num_classes},
         "combine": {k: dict(v) for k, v in combos.items()}, "data": batch.info, "batch_size": batch.info["batch_size"],
         "seed": seed, "threads": threads, "holdout_fraction": holdout_fraction, "split_seed": split_seed,
         "n_report": sum(r["split"] == "report" for r in rows), "n_tune": sum(r["split"] == "tune" for r in rows),
@@ -343,6 +376,26 @@ def bench_proxies(
     out.parent.mkdir(parents=True, exist_ok=True)
     _write_atomic(out, result)
     return json.loads(json.dumps(json_safe(result)))
+
+
+def _scores(rows: Sequence[dict[str, Any]], proxy: str) -> np.ndarray:
+    """One proxy's score per row, nan where it failed."""
+    return np.array([r["scores"][proxy] if r["scores"].get(proxy) is not None else math.nan for r in rows],
+                    dtype=np.float64)
+
+
+def _fit_names(fit: str | Sequence[str] | None, names: Sequence[str]) -> list[str]:
+    """The proxies ``--fit`` may weight: ``"all"`` = every scored proxy; unknown names are an error."""
+    if fit is None:
+        return []
+    wanted = [p.strip() for p in (fit.split(",") if isinstance(fit, str) else fit) if p.strip()]
+    if wanted == ["all"]:
+        return list(names)
+    unknown = [p for p in wanted if p not in names]
+    if unknown or not wanted:
+        raise BadInputError(f"--fit {','.join(wanted) or '(empty)'}: {unknown or 'no proxy'} not among the scored "
+                            f"proxies {list(names)}; add them to --proxies, or pass --fit all")
+    return list(dict.fromkeys(wanted))
 
 
 def _mean(values: Sequence[Any]) -> float:
