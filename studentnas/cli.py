@@ -235,11 +235,71 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
                        help="continue from OUT.partial.jsonl (the default; accepted for symmetry with `search`)")
     again.add_argument("--fresh", action="store_true", help="ignore OUT.partial.jsonl and score every cell again")
     q.add_argument("--quiet", action="store_true", help="no progress output")
+    _add_bench_search(kinds)
+
+
+BENCH_SEARCH_HELP = """\
+How good are the cells a training-free search picks on NAS-Bench-201: for each of --seeds seeds,
+--searcher runs --evals proxy evaluations (no training), picks the evaluated cell with the best
+--proxy score, and that cell's test accuracy is looked up in --ground-truth afterwards. Random
+search with the same proxy and evaluations always runs too, as the baseline.
+
+A cell's score depends only on the cell (students are seeded by --score-seed and the cell), so each
+cell is scored once and cached in OUT.scores.jsonl: more seeds, another searcher or a rerun after a
+crash only score cells not seen yet.
+
+--json OUT holds per-seed runs (searcher, seed, chosen arch, its accuracy and score, evaluations,
+the best accuracy among the evaluated cells) and per searcher the mean, std, min and max of the
+chosen accuracy and of the regret to the space optimum.
+
+examples:
+  studentnas bench search --space nb201 --ground-truth ../shared/reference/nb201/nats_bench.csv \
+      --dataset cifar10 --proxy nwot --searcher evolution --evals 100 --seeds 10 --json search.json
+  studentnas bench search --ground-truth nats_bench.csv --dataset cifar100 --proxy meco --json s100.json
+"""
+
+
+def _add_bench_search(kinds: argparse._SubParsersAction) -> None:
+    from studentnas.bench.search_bench import DEFAULT_BATCH_SIZE, DEFAULT_EVALS, DEFAULT_SEEDS
+
+    q = kinds.add_parser("search", help="accuracy of the NB201 cells a proxy-driven search picks",
+                         description=BENCH_SEARCH_HELP, formatter_class=FORMATTER)
+    q.add_argument("--space", default="nb201", help="search space; only nb201 has ground truth (default: nb201)")
+    q.add_argument("--ground-truth", required=True, metavar="PATH|analog-nasbench",
+                   help="NATS-Bench CSV (e.g. ../shared/reference/nb201/nats_bench.csv) or analog-nasbench")
+    q.add_argument("--dataset", default="cifar10", choices=["cifar10", "cifar100", "ImageNet16-120"],
+                   help="whose accuracy and class count (default: cifar10)")
+    q.add_argument("--proxy", default="nwot", help="the one proxy the search maximises (default: nwot)")
+    q.add_argument("--searcher", default="evolution", help="searcher to benchmark (default: evolution; random "
+                   "always runs as the baseline)")
+    q.add_argument("--evals", type=int, default=DEFAULT_EVALS,
+                   help=f"proxy evaluations per search (default: {DEFAULT_EVALS})")
+    q.add_argument("--seeds", type=int, default=DEFAULT_SEEDS, help=f"searches per searcher (default: {DEFAULT_SEEDS})")
+    q.add_argument("--data", default="fashion-mnist", help="calibration images, as for `bench proxies` "
+                   "(default: fashion-mnist)")
+    q.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE,
+                   help=f"calibration batch size (default: {DEFAULT_BATCH_SIZE})")
+    q.add_argument("--score-seed", type=int, default=0, help="seed of the batch and the students' init (default: 0)")
+    q.add_argument("--threads", type=int, default=2, help="torch CPU threads (default: 2)")
+    q.add_argument("--json", dest="out", required=True, metavar="OUT", help="output JSON path")
+    q.add_argument("--fresh", action="store_true", help="ignore the OUT.scores.jsonl cache and score again")
+    q.add_argument("--quiet", action="store_true", help="no progress output")
 
 
 def _run_bench(args: argparse.Namespace) -> int:
     from studentnas.bench.proxy_bench import bench_proxies
     from studentnas.bench.summary import format_table
+
+    if args.bench_command == "search":
+        from studentnas.bench.search_bench import bench_search, format_search_table
+
+        result = bench_search(out=args.out, ground_truth=args.ground_truth, dataset=args.dataset, proxy=args.proxy,
+                              searcher=args.searcher, evals=args.evals, seeds=args.seeds, data=args.data,
+                              batch_size=args.batch_size, score_seed=args.score_seed, threads=args.threads,
+                              fresh=args.fresh, quiet=args.quiet, space=args.space)
+        print(format_search_table(result))
+        print(f"wrote {args.out}")
+        return 0
 
     result = bench_proxies(out=args.out, ground_truth=args.ground_truth, dataset=args.dataset, samples=args.samples,
                            proxies=args.proxies, data=args.data, batch_size=args.batch_size, seed=args.seed,
