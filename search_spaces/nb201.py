@@ -40,6 +40,7 @@ from torch import nn
 from studentnas.arch import Arch
 from studentnas.cost import Cost
 from studentnas.errors import BadInputError
+from studentnas.latency_table import Layer, chain
 from studentnas.registry import SPACES
 from studentnas.space import Gene, GeneSpace
 
@@ -291,6 +292,35 @@ class NB201Space(GeneSpace):
     def build(self, arch: Arch, num_classes: int = 10, in_chans: int = 3) -> nn.Module:
         """The NB201 network of ``arch`` (an ``NB201Net``)."""
         return NB201Net(self._ops(arch), num_classes=num_classes, in_chans=in_chans, C=self.C, N=self.N)
+
+    def layers(self, arch: Arch, input_size: tuple[int, int, int] | None = None,
+               num_classes: int = 10) -> list[Layer]:
+        """``NB201Net``'s forward as a layer list for the latency table: stem, reductions, cells
+        (ReLU-conv-BN or pool per edge, one add per extra input of a node), head."""
+        ops = self._ops(arch)
+        cin, h, w = _check_size(self.default_input_size if input_size is None else tuple(input_size))
+        C = self.C
+        out = chain((1, cin, h, w), [("conv", (cin, C, 3, 1, 1, 1)), ("bn", (C,))])
+        edge_specs = {"nor_conv_1x1": 1, "nor_conv_3x3": 3}
+        adds = sum(max(0, sum(op != "none" for (to, _), op in zip(EDGES, ops) if to == node) - 1) for node in (1, 2, 3))
+        for s in range(3):
+            c = C * 2**s
+            x = out[-1].output_shape()
+            if s:
+                out += chain(x, [("relu", (False,)), ("conv", (c // 2, c, 3, 2, 1, 1)), ("bn", (c,)),
+                                 ("relu", (False,)), ("conv", (c, c, 3, 1, 1, 1)), ("bn", (c,))])
+                out += chain(x, [("avgpool", (2, 2, 0, True)), ("conv", (c // 2, c, 1, 1, 0, 1)), ("add", (False,))])
+                x = out[-1].output_shape()
+            for _ in range(self.N):
+                for op in ops:
+                    if op in edge_specs:
+                        k = edge_specs[op]
+                        out += chain(x, [("relu", (False,)), ("conv", (c, c, k, 1, k // 2, 1)), ("bn", (c,))])
+                    elif op == "avg_pool_3x3":
+                        out += chain(x, [("avgpool", (3, 1, 1, False))])
+                out += chain(x, [("add", (False,))] * adds)
+        x = out[-1].output_shape()
+        return out + chain(x, [("bn", (4 * C,)), ("relu", (False,)), ("gap", ()), ("linear", (4 * C, num_classes))])
 
     def cost(self, arch: Arch, input_size: tuple[int, int, int] | None = None, num_classes: int = 10) -> Cost:
         """Exact analytic MACs and params of ``build(arch, num_classes, input_size[0])`` for one image,

@@ -30,6 +30,7 @@ from torch import nn
 from studentnas.arch import Arch
 from studentnas.cost import Cost
 from studentnas.errors import BadInputError
+from studentnas.latency_table import Layer, chain
 from studentnas.registry import SPACES
 from studentnas.space import Gene, GeneSpace
 
@@ -105,6 +106,11 @@ def _analytic_cost(
     params += inplanes * num_classes + num_classes
     macs += inplanes * num_classes
     return macs, params
+
+
+def _conv_bn(cin: int, cout: int, k: int, stride: int, relu: bool = True, groups: int = 1) -> list[tuple]:
+    """Layer specs of timm's conv (padding k//2, no bias) -> BN [-> in-place ReLU]."""
+    return [("conv", (cin, cout, k, stride, k // 2, groups)), ("bn", (cout,)), *([("relu", (True,))] if relu else [])]
 
 
 @SPACES.register("resnet")
@@ -186,6 +192,38 @@ class ResNetSpace(GeneSpace):
             arch["block"], self.depths(arch), self.planes(arch), float(arch["ratio"]) if arch["block"] ==
             "bottleneck" else 1.0, arch["stem_type"], int(arch["stem_width"]), self.cardinality, c, h, w, num_classes)
         return Cost(macs=float(macs), params=float(params))
+
+    def layers(self, arch: Arch, input_size: tuple[int, int, int] | None = None,
+               num_classes: int = 1000) -> list[Layer]:
+        """timm's ResNet forward as a layer list for the latency table: stem, blocks (with the
+        downsample conv and the in-place residual add), global pool and classifier."""
+        c, h, w = input_size or self.default_input_size
+        stem_w = int(arch["stem_width"])
+        if arch["stem_type"]:
+            c0, c1 = (3 * (stem_w // 4), stem_w) if "tiered" in arch["stem_type"] else (stem_w, stem_w)
+            inplanes = 2 * stem_w
+            stem = [*_conv_bn(c, c0, 3, 2), *_conv_bn(c0, c1, 3, 1), ("conv", (c1, inplanes, 3, 1, 1, 1))]
+        else:
+            inplanes = 64
+            stem = [("conv", (c, inplanes, 7, 2, 3, 1))]
+        out = chain((1, c, h, w), [*stem, ("bn", (inplanes,)), ("relu", (True,)), ("maxpool", (3, 2, 1))])
+        for stage, (planes, depth) in enumerate(zip(self.planes(arch), self.depths(arch))):
+            outc = planes * (1 if arch["block"] == "basic" else 4)
+            for i in range(depth):
+                s = 2 if stage and i == 0 else 1
+                x = out[-1].output_shape()
+                if arch["block"] == "basic":
+                    body = [*_conv_bn(inplanes, planes, 3, s), *_conv_bn(planes, outc, 3, 1, relu=False)]
+                else:
+                    mid = int(math.floor(planes * float(arch["ratio"])) * self.cardinality)
+                    body = [*_conv_bn(inplanes, mid, 1, 1), *_conv_bn(mid, mid, 3, s, groups=self.cardinality),
+                            *_conv_bn(mid, outc, 1, 1, relu=False)]
+                out += chain(x, body)
+                if i == 0 and (s != 1 or inplanes != outc):
+                    out += chain(x, _conv_bn(inplanes, outc, 1, s, relu=False))
+                out += chain(out[-1].output_shape(), [("add", (True,)), ("relu", (True,))])
+                inplanes = outc
+        return out + chain(out[-1].output_shape(), [("gap", ()), ("linear", (inplanes, num_classes))])
 
     def _minimal_archs(self) -> list[Arch]:
         """Depth 1 and the narrowest widths everywhere, for every block/stem/ratio combination: the

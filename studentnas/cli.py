@@ -351,8 +351,37 @@ def _run_list(args: argparse.Namespace) -> int:
     return 0
 
 
+REPORT_HELP = """\
+Pictures of a run's Pareto front: RUN/report.png (matplotlib) and RUN/report.html (plotly,
+interactive: hover a point for its id, arch, score and costs).
+
+One panel per cost: score vs GMACs (papers' GFLOPs), and score vs batch-1 CPU latency when the run
+measured latencies (a latency budget). In each panel the front (higher score, lower cost) is drawn
+as numbered blue points (1 = best score), dominated students are grey, and the teacher's cost and
+the budget are vertical lines. Reads the run through studentnas.load_run(RUN).to_dataframe().
+
+examples:
+  studentnas report runs/resnet101-5GFLOPs
+"""
+
+
+def _add_report(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("report", help="Pareto plots of a run: report.png and report.html", description=REPORT_HELP,
+                       formatter_class=FORMATTER)
+    p.add_argument("run", help="run directory of a `studentnas search`")
+
+
+def _run_report(args: argparse.Namespace) -> int:
+    from studentnas.report import write_report
+
+    png, html = write_report(args.run)
+    print(f"wrote {png} and {html}")
+    return 0
+
+
 COMMANDS = {"search": (_add_search, _run_search), "export": (_add_export, _run_export),
-            "bench": (_add_bench, _run_bench), "list": (_add_list, _run_list)}
+            "bench": (_add_bench, _run_bench), "report": (_add_report, _run_report),
+            "list": (_add_list, _run_list)}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -363,6 +392,7 @@ def build_parser() -> argparse.ArgumentParser:
         "  studentnas search --teacher resnet101 --budget 5GFLOPs     # ranked Pareto front of students\n"
         "  studentnas export runs/resnet101-5GFLOPs --rank 1 --out s.safetensors\n"
         "  studentnas bench proxies --ground-truth nats_bench.csv --json bench.json\n"
+        "  studentnas report runs/resnet101-5GFLOPs                   # report.png + report.html\n"
         "  studentnas list spaces|proxies|searchers|losses|teachers"))
     parser.add_argument("--version", action="version", version=f"studentnas {__version__}")
     parser.add_argument("--debug", action="store_true", help="show tracebacks of unexpected errors")

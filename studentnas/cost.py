@@ -100,15 +100,22 @@ def measured_cost(model: nn.Module, input_size: tuple[int, int, int]) -> Cost:
 
 
 def measure_latency_ms(
-    model: nn.Module, input_size: tuple[int, int, int], repeats: int = 20, warmup: int = 3, threads: int | None = None
+    model: nn.Module, input_size: tuple[int, int, int], repeats: int = 20, warmup: int = 3, threads: int | None = None,
+    memory_format: torch.memory_format = torch.contiguous_format,
 ) -> float:
-    """Median batch-1 CPU latency in ms over ``repeats`` runs after ``warmup`` runs, threads fixed."""
-    prev = torch.get_num_threads()
+    """Median batch-1 CPU latency in ms over ``repeats`` runs after ``warmup`` runs, threads fixed.
+
+    The input is drawn from a private generator (the global RNG is untouched) in ``memory_format``;
+    the model's train/eval mode is restored afterwards. :class:`studentnas.latency.LatencyMeter`
+    adds the on-disk cache.
+    """
+    prev, was_training = torch.get_num_threads(), model.training
     if threads is not None:
         torch.set_num_threads(threads)
     try:
         model.eval()
-        x = torch.randn(1, *input_size)
+        x = torch.randn(1, *input_size, generator=torch.Generator().manual_seed(0))
+        x = x.contiguous(memory_format=memory_format)
         times = []
         with torch.inference_mode():
             for i in range(warmup + repeats):
@@ -119,6 +126,7 @@ def measure_latency_ms(
         return statistics.median(times)
     finally:
         torch.set_num_threads(prev)
+        model.train(was_training)
 
 
 def estimate_peak_memory_mb(model: nn.Module, input_size: tuple[int, int, int]) -> float:

@@ -20,7 +20,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 from torch import nn
@@ -28,6 +28,9 @@ from torch import nn
 from studentnas.arch import Arch, GeneValue
 from studentnas.cost import Cost
 from studentnas.errors import BadInputError
+
+if TYPE_CHECKING:
+    from studentnas.latency_table import Layer
 
 
 class SearchSpace(ABC):
@@ -75,6 +78,23 @@ class SearchSpace(ABC):
         """The lowest value of each cost metric over the space (default: the cost of ``smallest()``;
         spaces where the fewest MACs and the fewest params are different archs override this)."""
         return self.cost(self.smallest(), input_size, num_classes)
+
+    def layers(self, arch: Arch, input_size: tuple[int, int, int] | None = None,
+               num_classes: int = 1000) -> list[Layer]:
+        """The network's layers at batch 1, for the latency lookup table (:mod:`studentnas.latency_table`).
+
+        Default: traced from a build on the ``meta`` device (any space works; about 0.1 s, and
+        sums inside ``forward`` are not seen). Spaces override it with an analytic list that
+        includes residual adds (microseconds, no model is built).
+        """
+        import torch
+
+        from studentnas.latency_table import trace_layers
+
+        size = tuple(input_size or self.default_input_size)
+        with torch.device("meta"):
+            model = self.build(arch, num_classes=num_classes, in_chans=size[0])
+        return trace_layers(model, size)[0]
 
     # --- teacher-derived spaces ---------------------------------------------------------------
     @classmethod
