@@ -55,10 +55,14 @@ def __getattr__(name: str):  # lazy: these pull in timm and the data stack
         from studentnas import export
 
         return getattr(export, name)
+    if name == "pick":
+        from studentnas.picker import pick
+
+        return pick
     raise AttributeError(f"module 'studentnas' has no attribute '{name}'")
 
 
 __all__ = [
     "Arch", "BadInputError", "Budget", "Candidate", "Cost", "StudentNASError", "get_proxy", "get_space",
-    "list_proxies", "list_searchers", "list_spaces", "load_run", "load_student", "search", "export_student",
+    "list_proxies", "list_searchers", "list_spaces", "load_run", "load_student", "pick", "search", "export_student",
 ]

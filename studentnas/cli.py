@@ -39,6 +39,19 @@ cost (never built when over budget), built as a timm-style module and scored by 
 directory gets run.json, candidates.jsonl (one line per candidate, the resume journal) and
 pareto.json (non-dominated students: primary proxy score up, MACs down, best score first).
 
+multi-objective search (--objectives A,B[,C...]): proxy scores are maximised, cost metrics (macs,
+params, latency, memory) minimised. pareto.json then holds the non-dominated front of exactly those
+objectives, and run.json its hypervolume with the reference point it was measured against (cost
+divided by the budget, score scaled from the run's worst (1) to best (0); reference = 1 on every
+axis). Latency objectives are measured for every candidate (batch 1, this machine). Searchers:
+  evolution     regularised evolution (DisWOT's); several objectives: Pareto tournament
+  random        uniform samples, the baseline
+  nsga2         pymoo NSGA-II on the integer encoding, the budget as a constraint
+  optuna-tpe    Optuna TPE (multi-objective TPE with --objectives); study in RUN/optuna.journal
+  optuna-nsga2  Optuna's NSGA-II sampler; study in RUN/optuna.journal
+The budget bounds every student; afterwards `studentnas pick RUN --budget SMALLER` answers any
+tighter budget from the same run.
+
 FLOPs are multiply-accumulates (MACs), as in the ResNet/DisWOT papers: resnet50 = 4.1 GFLOPs.
 
 budget grammar (repeat --budget to combine; all must hold):
@@ -54,6 +67,9 @@ examples:
   studentnas search --teacher resnet18 --space nb201 --image-size 32 --budget 100MMACs --data fashion-mnist
   studentnas search --teacher resnet50 --budget 60%params --teacher-checkpoint teacher.safetensors
   studentnas search --teacher resnet101 --budget 5GFLOPs --out runs/r1 --resume   # continue a killed run
+  studentnas search --teacher resnet50 --budget 4GFLOPs --objectives diswot,macs --searcher nsga2
+  studentnas search --teacher resnet18 --space nb201 --image-size 32 --budget 100MMACs \\
+      --objectives nwot,latency --searcher optuna-tpe
 """
 
 
@@ -69,9 +85,16 @@ def _add_search(sub: argparse._SubParsersAction) -> None:
                    help="hardware budget, e.g. 5GFLOPs, 25Mparams, 30ms, 200MB, 60%%params; repeatable")
     p.add_argument("--space", help="search space (default: the one derived from the teacher; "
                                    "see `studentnas list spaces`)")
-    p.add_argument("--proxy", default=DEFAULT_PROXY,
-                   help=f"comma list of proxies, the first is primary (default: {DEFAULT_PROXY})")
-    p.add_argument("--searcher", default=DEFAULT_SEARCHER, help=f"search strategy (default: {DEFAULT_SEARCHER})")
+    p.add_argument("--proxy", default=None,
+                   help=f"comma list of proxies, the first is primary (default: {DEFAULT_PROXY}, or the proxies "
+                        "named in --objectives, which are then scored first)")
+    p.add_argument("--objectives", metavar="LIST",
+                   help="multi-objective search over this comma list: proxy scores up, cost metrics (macs, params, "
+                        "latency, memory) down, e.g. diswot,macs or nwot,latency (default: the primary proxy, "
+                        "with a front of it vs MACs)")
+    p.add_argument("--searcher", default=DEFAULT_SEARCHER,
+                   help=f"evolution, random, nsga2, optuna-tpe or optuna-nsga2 (default: {DEFAULT_SEARCHER}; "
+                        "see `studentnas list searchers`)")
     p.add_argument("--candidates", type=int, default=DEFAULT_CANDIDATES, metavar="N",
                    help=f"number of candidates to evaluate (default: {DEFAULT_CANDIDATES})")
     p.add_argument("--time-limit", type=parse_duration, metavar="DURATION",
@@ -93,16 +116,73 @@ def _run_search(args: argparse.Namespace) -> int:
     from studentnas.table import front_table
 
     run = search(teacher=args.teacher, budget=args.budget, space=args.space, proxy=args.proxy,
-                 searcher=args.searcher, candidates=args.candidates, time_limit=args.time_limit, data=args.data,
+                 objectives=args.objectives, searcher=args.searcher, candidates=args.candidates,
+                 time_limit=args.time_limit, data=args.data,
                  image_size=args.image_size, batch_size=args.batch_size, seed=args.seed, out=args.out,
                  resume=args.resume, quiet=args.quiet, teacher_checkpoint=args.teacher_checkpoint,
                  pretrained=args.pretrained)
     cfg = run.config
     front = run.pareto
+    axes = " vs ".join("GMACs (papers' GFLOPs)" if o == "macs" else o for o in run.objectives)
     print(f"{cfg['n_ok']} of {cfg['n_candidates']} candidates scored ({cfg['n_failed']} failed); "
-          f"{len(front)} on the Pareto front of {cfg['proxies'][0]} vs GMACs (papers' GFLOPs). "
+          f"{len(front)} on the Pareto front of {axes}, hypervolume {cfg.get('hypervolume', 0.0):.4f}. "
           f"Run: {run.path}")
     print(front_table(front, cfg["proxies"], top=args.top))
+    return 0
+
+
+PICK_HELP = """\
+The best student of a finished search under a smaller budget, without searching again.
+
+One run answers every budget up to its own: among the run's scored candidates that fit --budget,
+the one with the best --objective score (default: the run's primary proxy; ties go to fewer MACs).
+Budgets use the search grammar (repeat --budget to combine); shares such as 50%params are taken of
+the run's teacher. Latency (30ms) and memory (200MB) budgets need a run that measured them.
+
+A budget tighter than every student is bad input (exit status 2): the message names the smallest
+student on the run's front and its cost. A budget looser than the run's own is answered from what
+the run searched (a note says so).
+
+examples:
+  studentnas pick runs/resnet101-5GFLOPs --budget 2GFLOPs
+  studentnas pick runs/r1 --budget 1.5GFLOPs --budget 10Mparams --objective synflow
+  studentnas pick runs/r1 --budget 30%MACs --json
+  studentnas export runs/r1 --id $(studentnas pick runs/r1 --budget 2GFLOPs --json | jq -r .id) --out s.safetensors
+"""
+
+
+def _add_pick(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("pick", help="best student of a run under a smaller budget", description=PICK_HELP,
+                       formatter_class=FORMATTER)
+    p.add_argument("run", help="run directory of a `studentnas search`")
+    p.add_argument("--budget", action="append", required=True, metavar="BUDGET",
+                   help="the smaller budget, e.g. 2GFLOPs, 10Mparams, 30ms, 50%%MACs; repeatable")
+    p.add_argument("--objective", metavar="PROXY", help="proxy score to maximise (default: the run's primary proxy)")
+    p.add_argument("--json", action="store_true", help="print the pick as one JSON object")
+
+
+def _run_pick(args: argparse.Namespace) -> int:
+    import json
+
+    from studentnas.picker import describe_cost, pick_student
+    from studentnas.run import Run
+    from studentnas.table import front_table
+
+    run = Run(args.run)
+    chosen = pick_student(run, args.budget, args.objective)
+    if chosen.looser_than_run:
+        print(f"studentnas pick: note: {', '.join(chosen.looser_than_run)} is looser than the run's own budget "
+              f"({' + '.join(run.config.get('budget', []))}); the answer is the best the run found", file=sys.stderr)
+    if args.json:
+        print(json.dumps(chosen.to_dict(run.path), sort_keys=True))
+        return 0
+    cand = chosen.candidate
+    where = f"rank {chosen.front_rank} on the run's front" if chosen.front_rank else "not on the run's front"
+    print(f"best of {chosen.n_fitting} students of {run.path} within {chosen.budget.describe()} by "
+          f"{chosen.objective}: {cand.id} ({describe_cost(cand.cost, ['macs', 'params', *chosen.budget.metrics])}; "
+          f"{where})")
+    print(front_table([cand], run.config.get("proxies", [chosen.objective])))
+    print(f"export it: studentnas export {run.path} --id {cand.id} --out student.safetensors")
     return 0
 
 
@@ -379,7 +459,8 @@ def _run_report(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"search": (_add_search, _run_search), "export": (_add_export, _run_export),
+COMMANDS = {"search": (_add_search, _run_search), "pick": (_add_pick, _run_pick),
+            "export": (_add_export, _run_export),
             "bench": (_add_bench, _run_bench), "report": (_add_report, _run_report),
             "list": (_add_list, _run_list)}
 
@@ -390,6 +471,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="studentnas", formatter_class=FORMATTER, description=(
         "Find the best student network to distil a teacher into, under a hardware budget.\n\n"
         "  studentnas search --teacher resnet101 --budget 5GFLOPs     # ranked Pareto front of students\n"
+        "  studentnas pick runs/resnet101-5GFLOPs --budget 2GFLOPs    # best student under a smaller budget\n"
         "  studentnas export runs/resnet101-5GFLOPs --rank 1 --out s.safetensors\n"
         "  studentnas bench proxies --ground-truth nats_bench.csv --json bench.json\n"
         "  studentnas report runs/resnet101-5GFLOPs                   # report.png + report.html\n"

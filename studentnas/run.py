@@ -18,13 +18,14 @@ import json
 import math
 import os
 import tempfile
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from studentnas import objectives as obj
 from studentnas.candidate import Candidate
 from studentnas.errors import BadInputError
-from studentnas.pareto import pareto_front
+from studentnas.pareto import front as front_of
 
 RUN_JSON, JOURNAL, PARETO_JSON = "run.json", "candidates.jsonl", "pareto.json"
 
@@ -103,12 +104,17 @@ class RunDir:
             fh.write(cand.to_json() + "\n")
             fh.flush()
 
-    def write_pareto(self, front: list[Candidate], objective: str) -> None:
+    def write_pareto(self, front: list[Candidate], objective: str, objectives: Sequence[str] | None = None) -> None:
+        """pareto.json: the front (best first), its primary ``objective`` and all its ``objectives``."""
+        objectives = list(objectives or [objective, "macs"])
+        cost = next((o for o in objectives if obj.is_cost(o)), "macs")
         entries = [{"rank": i + 1, "id": c.id, "arch": c.arch.to_dict(), "label": str(c.arch),
                     "macs": c.cost.macs, "params": c.cost.params, "scores": dict(c.scores),
-                    **({"latency_ms": c.cost.latency_ms} if c.cost.latency_ms is not None else {})}
+                    **({"latency_ms": c.cost.latency_ms} if c.cost.latency_ms is not None else {}),
+                    **({"peak_memory_mb": c.cost.peak_memory_mb} if c.cost.peak_memory_mb is not None else {})}
                    for i, c in enumerate(front)]
-        write_json_atomic(self.path / PARETO_JSON, {"objective": objective, "cost": "macs", "front": entries})
+        write_json_atomic(self.path / PARETO_JSON, {"objective": objective, "cost": cost, "objectives": objectives,
+                                                    "front": entries})
 
 
 def _or_nan(value: float | None) -> float:
@@ -132,9 +138,14 @@ class Run:
         return self.config["proxies"][0]
 
     @property
+    def objectives(self) -> list[str]:
+        """What the front is over: the run's --objectives, else (primary proxy, macs)."""
+        return list(self.config.get("front_objectives") or [self.objective, "macs"])
+
+    @property
     def pareto(self) -> list[Candidate]:
-        """Non-dominated ok candidates (primary score up, MACs down), best score first."""
-        return pareto_front(self.candidates, self.objective)
+        """Non-dominated ok candidates over :attr:`objectives` (default: primary score up, MACs down), best first."""
+        return front_of(self.candidates, self.objectives)
 
     def candidate(self, arch_id: str) -> Candidate:
         for c in self.candidates:

@@ -34,12 +34,14 @@ from typing import Any
 import torch
 
 from studentnas import data as data_mod
+from studentnas import objectives as obj
 from studentnas.arch import Arch
 from studentnas.budget import Budget, Constraint
 from studentnas.cost import Cost, measured_cost
 from studentnas.errors import BadInputError, SearchExhaustedError
 from studentnas.evaluate import LocalEvaluator
-from studentnas.pareto import pareto_front
+from studentnas.pareto import front as pareto_front_of
+from studentnas.pareto import hypervolume
 from studentnas.progress import Progress
 from studentnas.proxy import Proxy, ProxyContext
 from studentnas.registry import PROXIES, SEARCHERS, SPACES
@@ -54,7 +56,7 @@ DEFAULT_CANDIDATES = 200
 DEFAULT_BATCH_SIZE = 16  # >= 16 keeps BatchNorm batch statistics meaningful (METHODS.md §1.9)
 # run.json fields that must match for --resume; `candidates` and `time_limit` may change (to extend a run).
 IDENTITY_FIELDS = ("teacher", "teacher_checkpoint_sha256", "pretrained", "budget", "space", "proxies", "searcher",
-                   "data", "input_size", "batch_size", "seed")
+                   "data", "input_size", "batch_size", "seed", "objectives")
 
 
 def _warn(message: str) -> None:
@@ -124,14 +126,59 @@ class _Job:
     labels: torch.Tensor
     config: dict[str, Any]
     timings: dict[str, float] = field(default_factory=dict)
+    objectives: list[str] | None = None  # --objectives, or None: the searcher's single proxy objective
+
+    @property
+    def front_objectives(self) -> list[str]:
+        """What pareto.json and the hypervolume are over: --objectives, else (primary proxy, macs)."""
+        return self.objectives or [self.proxy_names[0], "macs"]
 
 
-def _validate(teacher: str, budget: str | Sequence[str], space: str | None, proxy: str | Sequence[str],
+def _objective_proxies(objectives: str | Sequence[str] | None,
+                       proxy: str | Sequence[str] | None) -> tuple[list[str] | None, list[str]]:
+    """``--objectives`` and the proxies to score: the objectives' proxies first, then the other
+    ``--proxy`` names; with neither, the default proxy."""
+    given = [p.strip() for p in ((proxy.split(",") if isinstance(proxy, str) else proxy) or []) if p.strip()]
+    if objectives is None or (isinstance(objectives, str) and not objectives.strip()):
+        return None, given or ([] if proxy is not None else [DEFAULT_PROXY])
+    names = obj.parse_objectives(objectives)
+    if len(names) < 2:
+        raise BadInputError(f"--objectives needs two or more objectives for a front, got {names[0]!r}; e.g. "
+                            f"--objectives {names[0]},macs (or use --proxy {names[0]} for a single-proxy search)")
+    scored = obj.proxies_of(names)
+    return names, scored + [p for p in given if p not in scored]
+
+
+@dataclass(frozen=True)
+class _MeasuredObjective(Constraint):
+    """Not a limit (it is infinite): makes the evaluator measure an objective's metric for every candidate."""
+
+    def describe(self) -> str:
+        return f"{self.metric} measured (an objective)"
+
+
+def _with_measured_objectives(budget: Budget, objectives: Sequence[str] | None) -> Budget:
+    """``budget`` plus an always-satisfied constraint for each measured objective (latency, memory)
+    that the budget does not already measure: the evaluator measures what the budget names."""
+    extra = sorted(set(obj.costs_of(objectives or [])) & obj.MEASURED - budget.metrics)
+    return Budget(budget.constraints + tuple(_MeasuredObjective(m, math.inf, f"{m} objective") for m in extra))
+
+
+def _violation_of(fits: Budget | None, cost_of: Callable[[Arch], Cost]) -> Callable[[Arch], float] | None:
+    """How far an arch is over the analytic budget (relative, <= 0 inside): the constraint value of
+    searchers that handle the budget as a constraint (nsga2, optuna-*)."""
+    if fits is None:
+        return None
+    return lambda arch: -fits.slack(cost_of(arch))
+
+
+def _validate(teacher: str, budget: str | Sequence[str], space: str | None, proxy: str | Sequence[str] | None,
               searcher: str, candidates: int, batch_size: int, image_size: int | None, time_limit: float | None,
-              data: str | None, out: str | Path | None, resume: bool) -> tuple[Budget, list[str], RunDir]:
+              data: str | None, out: str | Path | None, resume: bool,
+              objectives: str | Sequence[str] | None = None) -> tuple[Budget, list[str], RunDir, list[str] | None]:
     """Cheap checks of every argument: nothing heavy is loaded before these pass."""
     parsed = Budget.parse(budget)
-    names = [p.strip() for p in (proxy.split(",") if isinstance(proxy, str) else proxy) if p.strip()]
+    objective_names, names = _objective_proxies(objectives, proxy)
     if not names:
         raise BadInputError(f"no proxy given; pass --proxy NAME[,NAME...] (known: {', '.join(PROXIES.list())})")
     for name in names:
@@ -155,12 +202,13 @@ def _validate(teacher: str, budget: str | Sequence[str], space: str | None, prox
                             "or --out DIR for a new one")
     if not run_dir.exists and run_dir.path.exists() and any(run_dir.path.iterdir()):
         raise BadInputError(f"'{run_dir.path}' exists and is not a run directory; pass an empty or new --out")
-    return parsed, names, run_dir
+    return parsed, names, run_dir, objective_names
 
 
 def _prepare(teacher: str, parsed: Budget, proxy_names: list[str], run_dir: RunDir, *, space: str | None,
              searcher: str, candidates: int, time_limit: float | None, data: str | None, image_size: int | None,
-             batch_size: int, seed: int, teacher_checkpoint: str | Path | None, pretrained: bool) -> _Job:
+             batch_size: int, seed: int, teacher_checkpoint: str | Path | None, pretrained: bool,
+             objectives: list[str] | None = None) -> _Job:
     """Load the teacher, derive the space, resolve and range-check the budget, draw the calibration batch."""
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
@@ -187,11 +235,13 @@ def _prepare(teacher: str, parsed: Budget, proxy_names: list[str], run_dir: RunD
         "proxies": proxy_names, "searcher": searcher, "data": data, "data_source": images.source,
         "input_size": list(input_size), "batch_size": batch_size, "seed": seed, "num_classes": teach.num_classes,
         "candidates": candidates, "time_limit": time_limit, "versions": _versions(), "status": "running",
+        "objectives": objectives, "front_objectives": objectives or [proxy_names[0], "macs"],
     }
     return _Job(proxy_names=proxy_names, proxies=[PROXIES.get(p)() for p in proxy_names],
                 searcher_cls=SEARCHERS.get(searcher), run_dir=run_dir, teacher=teach, space=the_space,
-                input_size=input_size, budget=resolved, batch=batch.contiguous(memory_format=torch.channels_last),
-                labels=labels, config=config, timings=timings)
+                input_size=input_size, budget=_with_measured_objectives(resolved, objectives),
+                batch=batch.contiguous(memory_format=torch.channels_last), labels=labels, config=config,
+                timings=timings, objectives=objectives)
 
 
 def _open_run_dir(job: _Job) -> None:
@@ -228,7 +278,11 @@ def _loop(job: _Job, seed: int, candidates: int, deadline: float | None, quiet: 
         costs[arch.id] = cost
         return fits is None or fits.satisfied(cost)
 
-    strategy = job.searcher_cls(job.space, seed=seed, is_feasible=is_feasible, objective=objective)
+    strategy = job.searcher_cls(
+        job.space, seed=seed, is_feasible=is_feasible, objective=objective, objectives=job.objectives,
+        violation=_violation_of(fits, lambda a: costs.get(a.id) or job.space.cost(a, job.input_size,
+                                                                                    teach.num_classes)),
+        workdir=job.run_dir.path)
     journal = {c.id: c for c in job.run_dir.read_candidates(repair=True)}
     if journal:
         say(f"resuming {job.run_dir.path}: {len(journal)} candidates already evaluated")
@@ -264,11 +318,12 @@ def _loop(job: _Job, seed: int, candidates: int, deadline: float | None, quiet: 
 
 
 def _finish(job: _Job, stats: dict[str, Any], total_seconds: float) -> Run:
-    """Write pareto.json and the final run.json bookkeeping; fail if every candidate failed."""
-    objective = job.proxy_names[0]
+    """Write pareto.json, the hypervolume and the final run.json bookkeeping; fail if every candidate failed."""
+    objective, objectives = job.proxy_names[0], job.front_objectives
     run = Run(job.run_dir.path)
-    front = pareto_front(run.candidates, objective)
-    job.run_dir.write_pareto(front, objective)
+    front = pareto_front_of(run.candidates, objectives)
+    job.run_dir.write_pareto(front, objective, objectives)
+    volume, reference = hypervolume(run.candidates, objectives, budget=job.budget)
     n_ok = sum(c.ok for c in run.candidates)
     if run.candidates and n_ok == 0:
         reasons = sorted({c.reason for c in run.candidates})[:3]
@@ -280,7 +335,7 @@ def _finish(job: _Job, stats: dict[str, Any], total_seconds: float) -> Run:
                               replayed=stats["replayed"], n_candidates=len(run.candidates), n_ok=n_ok,
                               n_failed=sum(c.status == "failed" for c in run.candidates),
                               n_infeasible=sum(c.status == "infeasible" for c in run.candidates),
-                              front_size=len(front))
+                              front_size=len(front), hypervolume=volume, reference_point=reference.to_dict())
     return Run(job.run_dir.path)
 
 
@@ -289,7 +344,8 @@ def search(
     budget: str | Sequence[str],
     *,
     space: str | None = None,
-    proxy: str | Sequence[str] = DEFAULT_PROXY,
+    proxy: str | Sequence[str] | None = None,
+    objectives: str | Sequence[str] | None = None,
     searcher: str = DEFAULT_SEARCHER,
     candidates: int = DEFAULT_CANDIDATES,
     time_limit: float | None = None,
@@ -306,17 +362,22 @@ def search(
 ) -> Run:
     """Search students of ``teacher`` within ``budget``; returns the :class:`~studentnas.run.Run`.
 
-    ``proxy`` is a comma list or sequence; the first is the primary objective of the searcher and
-    the Pareto front. ``time_limit`` is in seconds, counted from this call (so a resumed run gets a
+    ``proxy`` is a comma list or sequence (default ``nwot``); the first is the primary objective of
+    the searcher and the Pareto front. ``objectives`` (e.g. ``"diswot,macs"``, ``"nwot,latency"``)
+    makes the search multi-objective: proxy scores up, cost metrics (macs, params, latency, memory)
+    down; their proxies are scored first, then the other ``proxy`` names; pareto.json is their
+    non-dominated front and run.json records its ``hypervolume`` and ``reference_point``
+    (:mod:`studentnas.pareto`). ``time_limit`` is in seconds, counted from this call (so a resumed run gets a
     fresh allowance). ``resume`` continues the run in ``out``, or starts it if it does not exist.
     """
     t_start = time.perf_counter()
     say = log or ((lambda _m: None) if quiet else (lambda m: print(m, file=sys.stderr, flush=True)))
-    parsed, proxy_names, run_dir = _validate(teacher, budget, space, proxy, searcher, candidates, batch_size,
-                                             image_size, time_limit, data, out, resume)
+    parsed, proxy_names, run_dir, objective_names = _validate(teacher, budget, space, proxy, searcher, candidates,
+                                                              batch_size, image_size, time_limit, data, out, resume,
+                                                              objectives)
     job = _prepare(teacher, parsed, proxy_names, run_dir, space=space, searcher=searcher, candidates=candidates,
                    time_limit=time_limit, data=data, image_size=image_size, batch_size=batch_size, seed=seed,
-                   teacher_checkpoint=teacher_checkpoint, pretrained=pretrained)
+                   teacher_checkpoint=teacher_checkpoint, pretrained=pretrained, objectives=objective_names)
     _open_run_dir(job)
     deadline = t_start + time_limit if time_limit is not None else None
     stats = _loop(job, seed, candidates, deadline, quiet, say)

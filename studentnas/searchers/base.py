@@ -2,22 +2,37 @@
 
 Lifecycle (modelled on Optuna's ``Study.ask``/``tell``)::
 
-    searcher = SEARCHERS.get("evolution")(space, seed=0, is_feasible=fits_budget, objective="nwot")
+    searcher = SEARCHERS.get("nsga2")(space, seed=0, is_feasible=fits_budget, objectives=["nwot", "macs"])
     while not done:
         archs = searcher.ask(n)          # n new, feasible, never-asked archs
         candidates = evaluate(archs)     # scores (or failures) for exactly those archs
         searcher.tell(candidates)        # every asked arch must be told once, in any order
 
-The public methods validate and keep the bookkeeping (what was asked, what is pending, the RNG);
-subclasses implement the protected hooks ``_propose`` (one proposal, may be infeasible or already
-seen) and ``_observe`` (learn from one told candidate), plus ``_state``/``_load_state`` for their
-own state. Randomness comes only from ``self.rng`` (a ``numpy.random.Generator`` made from the
-seed), so a searcher replayed with the same tells asks the same archs: this is what makes runs
-resumable.
+The public methods validate and keep the bookkeeping (what was asked, what is pending, the RNG,
+the Pareto archive); subclasses implement the protected hooks ``_propose`` (one proposal, may be
+infeasible or already seen), ``_observe`` (learn from one told candidate) and optionally
+``_accepted``/``_rejected`` (told which proposals :meth:`ask` kept or turned down, and why), plus
+``_state``/``_load_state`` for their own state. Randomness comes only from ``self.rng`` (a
+``numpy.random.Generator`` made from the seed) or from generators seeded from ``self.seed``, so a
+searcher replayed with the same tells asks the same archs: this is what makes runs resumable.
 
-Budget handling is explicit: ``constraint_handling = "resample"`` means a proposal that fails
-``is_feasible`` (or was asked before) is discarded and proposed again, up to ``max_tries`` times.
-Infeasible archs are therefore never evaluated.
+Objectives: ``objectives`` names proxy scores (maximised, from ``Candidate.scores``) and cost
+metrics (minimised, from ``Candidate.cost``: ``macs``, ``params``, ``latency``, ``memory``), see
+:mod:`studentnas.objectives`. A single ``objective`` still works; searchers whose
+``multi_objective`` is True (``nsga2``, ``optuna-nsga2``) then optimise ``(objective, macs)``.
+Every searcher keeps ``archive``, the Pareto archive of what it was told.
+
+Budget handling is explicit, one rule per searcher (``constraint_handling``), and in every case
+**an arch over the budget is never asked, so never evaluated**:
+
+=================  ============================================================================
+``resample``       ``random``, ``evolution``: a proposal that fails ``is_feasible`` (or was asked
+                   before) is discarded and proposed again, up to ``max_tries`` times.
+``constraints``    ``nsga2``, ``optuna-tpe``, ``optuna-nsga2``: the budget is a constraint of the
+                   optimiser. An infeasible proposal is told to the optimiser as infeasible with
+                   its ``violation`` (how far over the budget, relative) and proposed again, so
+                   the optimiser learns where the budget lies.
+=================  ============================================================================
 
 Example:
     >>> from studentnas import get_space, SEARCHERS
@@ -29,17 +44,21 @@ Example:
 
 from __future__ import annotations
 
-import math
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
 
+from studentnas import objectives as obj
 from studentnas.arch import Arch
 from studentnas.candidate import Candidate
 from studentnas.errors import BadInputError, SearchExhaustedError
+from studentnas.pareto import nondominated
 from studentnas.space import SearchSpace
+
+Vector = tuple[float, ...]
 
 
 def _always(_arch: Arch) -> bool:
@@ -47,21 +66,45 @@ def _always(_arch: Arch) -> bool:
 
 
 class Searcher(ABC):
-    """Base class of all searchers. See the module docstring for the lifecycle."""
+    """Base class of all searchers. See the module docstring for the lifecycle.
+
+    Args:
+        space: the search space.
+        seed: the only source of randomness.
+        is_feasible: True when an arch is within the budget (default: everything is).
+        violation: how far an arch is over the budget, relative (``<= 0`` inside); default:
+            0 when ``is_feasible`` else 1. Used by searchers that handle the budget as a constraint.
+        objective: the single proxy score to maximise (kept for single-objective callers).
+        objectives: proxy scores to maximise and cost metrics to minimise, e.g. ``["diswot", "macs"]``;
+            overrides ``objective`` (which becomes the first proxy among them).
+        workdir: a folder for searchers that keep state in files (Optuna's study); None keeps it in memory.
+        max_tries: proposals :meth:`ask` may turn down for one arch before giving up.
+    """
 
     name: ClassVar[str] = ""
     constraint_handling: ClassVar[str] = "resample"
+    multi_objective: ClassVar[bool] = False  # True: with one objective, optimise (objective, macs)
+    uses_workdir: ClassVar[bool] = False  # True: keeps its state under ``workdir`` when one is given
 
     def __init__(self, space: SearchSpace, *, seed: int = 0, is_feasible: Callable[[Arch], bool] | None = None,
-                 objective: str = "score", max_tries: int = 2000):
+                 violation: Callable[[Arch], float] | None = None, objective: str = "score",
+                 objectives: Sequence[str] | None = None, workdir: str | Path | None = None, max_tries: int = 2000):
         self.space = space
         self.seed = int(seed)
         self.rng = np.random.default_rng(self.seed)
         self.is_feasible = is_feasible or _always
-        self.objective = objective
+        self._violation = violation
+        if objectives:
+            names = tuple(obj.parse_objectives(list(objectives)))
+        else:
+            names = (objective,) + (("macs",) if self.multi_objective and not obj.is_cost(objective) else ())
+        self.objectives: tuple[str, ...] = names
+        self.objective = next((n for n in names if not obj.is_cost(n)), names[0])
+        self.workdir = Path(workdir) if workdir is not None else None
         self.max_tries = int(max_tries)
         self._seen: set[str] = set()
         self._pending: dict[str, Arch] = {}
+        self.archive: list[tuple[Arch, Vector]] = []
         self.n_told = 0
 
     # --- public API ---------------------------------------------------------------------------
@@ -73,14 +116,22 @@ class Searcher(ABC):
         for _ in range(int(n)):
             for _try in range(self.max_tries):
                 arch = self._propose()
-                if arch.id not in self._seen and self.is_feasible(arch):
+                if arch.id in self._pending:
+                    why = "pending"
+                elif arch.id in self._seen:
+                    why = "told"
+                elif not self.is_feasible(arch):
+                    why = "infeasible"
+                else:
                     break
+                self._rejected(arch, why)
             else:
                 raise SearchExhaustedError(
                     f"{self.name} found no new arch within the budget in {self.max_tries} tries "
                     f"after {len(self._seen)} archs; the space may be used up: raise the budget or stop earlier")
             self._seen.add(arch.id)
             self._pending[arch.id] = arch
+            self._accepted(arch)
             out.append(arch)
         return out
 
@@ -92,37 +143,72 @@ class Searcher(ABC):
                 raise ValueError(f"told candidate {cand.id}, which is not pending (asked and not yet told)")
             del self._pending[cand.id]
             self.n_told += 1
+            self._update_archive(cand)
             self._observe(cand)
 
     def fitness(self, cand: Candidate) -> float:
-        """The objective of a told candidate; -inf for failed or infeasible ones."""
-        value = cand.score(self.objective)
-        return value if math.isfinite(value) else -math.inf
+        """The (first proxy) objective of a told candidate; -inf for failed or infeasible ones."""
+        value = obj.value(cand, self.objective)
+        sign = -1.0 if obj.is_cost(self.objective) else 1.0
+        return sign * value if np.isfinite(value) else -np.inf
+
+    def objective_vector(self, cand: Candidate) -> Vector | None:
+        """``cand`` in minimisation form over ``objectives`` (None when it failed or lacks a value)."""
+        return obj.minimisation_vector(cand, self.objectives)
+
+    def violation(self, arch: Arch) -> float:
+        """How far ``arch`` is over the budget, relative; ``<= 0`` when it fits."""
+        if self._violation is not None:
+            return float(self._violation(arch))
+        return 0.0 if self.is_feasible(arch) else 1.0
 
     def state_dict(self) -> dict[str, Any]:
         """JSON-ready state; ``load_state_dict`` on a fresh searcher of the same config restores it."""
         return {
             "name": self.name,
+            "objectives": list(self.objectives),
+            "seed": self.seed,
             "rng": self.rng.bit_generator.state,
             "seen": sorted(self._seen),
             "pending": [a.to_dict() for a in self._pending.values()],
             "n_told": self.n_told,
+            "archive": [[a.to_dict(), list(v)] for a, v in self.archive],
             "own": self._state(),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         if state.get("name") != self.name:
             raise BadInputError(f"state is from searcher '{state.get('name')}', not '{self.name}'")
+        if tuple(state.get("objectives", self.objectives)) != self.objectives:
+            raise BadInputError(f"state optimises {state['objectives']}, this searcher {list(self.objectives)}; "
+                                "create the searcher with the same objectives")
+        self.seed = int(state.get("seed", self.seed))  # searchers may derive generators from the seed
         self.rng.bit_generator.state = state["rng"]
         self._seen = set(state["seen"])
         self._pending = {a.id: a for a in (Arch.from_dict(d) for d in state["pending"])}
         self.n_told = int(state["n_told"])
+        self.archive = [(Arch.from_dict(a), tuple(float(x) for x in v)) for a, v in state.get("archive", [])]
         self._load_state(state["own"])
+
+    # --- bookkeeping --------------------------------------------------------------------------
+    def _update_archive(self, cand: Candidate) -> None:
+        vector = self.objective_vector(cand)
+        if vector is None:
+            return
+        items = [*self.archive, (cand.arch, vector)]
+        self.archive = [items[i] for i in nondominated([v for _, v in items])]
 
     # --- hooks for subclasses -----------------------------------------------------------------
     @abstractmethod
     def _propose(self) -> Arch:
         """One proposal (feasibility and novelty are checked by :meth:`ask`)."""
+
+    def _accepted(self, arch: Arch) -> None:
+        """The last proposal was kept by :meth:`ask` (it is now pending)."""
+
+    def _rejected(self, arch: Arch, why: str) -> None:
+        """The last proposal was turned down: ``why`` is ``infeasible`` (over the budget), ``pending``
+        (asked, not yet told) or ``told`` (evaluated before)."""
 
     def _observe(self, cand: Candidate) -> None:
         """Learn from one told candidate (default: nothing)."""

@@ -7,6 +7,12 @@ worst after an ascending sort; we do not copy that bug) and mutates it. Telling 
 it and removes the oldest member (aging), so no individual lives forever. Failed candidates are not
 added. Defaults follow DisWOT's NB201 search: population 36, sample 8.
 
+With several objectives (``objectives=["nwot", "latency"]``) the tournament winner is, among the
+sampled members on their own non-dominated front (pymoo's sort), the one best by the first
+objective; with one objective this is simply the best member.
+
+Budget handling: ``resample`` (an over-budget or already-asked child is proposed again).
+
 Example:
     >>> from studentnas import get_space
     >>> s = RegularizedEvolution(get_space("nb201"), seed=0, population_size=4, sample_size=2)
@@ -22,8 +28,9 @@ from typing import Any
 from studentnas.arch import Arch
 from studentnas.candidate import Candidate
 from studentnas.errors import BadInputError
+from studentnas.pareto import nondominated
 from studentnas.registry import SEARCHERS
-from studentnas.searchers.base import Searcher
+from studentnas.searchers.base import Searcher, Vector
 from studentnas.space import SearchSpace
 
 
@@ -40,24 +47,27 @@ class RegularizedEvolution(Searcher):
                                 f"got {population_size} and {sample_size}")
         self.population_size = int(population_size)
         self.sample_size = int(sample_size)
-        self.population: deque[tuple[Arch, float]] = deque()
+        self.population: deque[tuple[Arch, Vector]] = deque()  # (arch, minimisation vector), oldest first
 
     def _propose(self) -> Arch:
         if len(self.population) + len(self._pending) < self.population_size or not self.population:
             return self.space.sample(self.rng)
         k = min(self.sample_size, len(self.population))
-        picks = self.rng.choice(len(self.population), size=k, replace=False)
-        parent = max((self.population[int(i)] for i in picks), key=lambda item: item[1])[0]
+        picks = [self.population[int(i)] for i in self.rng.choice(len(self.population), size=k, replace=False)]
+        if len(self.objectives) > 1:
+            picks = [picks[i] for i in nondominated([v for _, v in picks])]
+        parent = min(picks, key=lambda item: item[1])[0]  # first best wins ties, as max() did
         return self.space.mutate(parent, self.rng)
 
     def _observe(self, cand: Candidate) -> None:
-        if cand.ok:
-            self.population.append((cand.arch, self.fitness(cand)))
+        vector = self.objective_vector(cand)
+        if cand.ok and vector is not None:
+            self.population.append((cand.arch, vector))
             while len(self.population) > self.population_size:
                 self.population.popleft()
 
     def _state(self) -> dict[str, Any]:
-        return {"population": [[a.to_dict(), f] for a, f in self.population]}
+        return {"population": [[a.to_dict(), list(v)] for a, v in self.population]}
 
     def _load_state(self, state: dict[str, Any]) -> None:
-        self.population = deque((Arch.from_dict(a), float(f)) for a, f in state["population"])
+        self.population = deque((Arch.from_dict(a), tuple(float(x) for x in v)) for a, v in state["population"])

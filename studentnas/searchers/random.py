@@ -1,5 +1,8 @@
 """``random``: uniform samples from the space, resampled until within budget and new.
 
+Budget handling: ``resample`` (an over-budget or already-asked sample is drawn again). It ignores
+the objectives; like every searcher it keeps the Pareto archive of what it was told.
+
 Example:
     >>> from studentnas import get_space
     >>> s = RandomSearcher(get_space("nb201"), seed=1)
