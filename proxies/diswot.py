@@ -9,9 +9,11 @@
   ``fallback="projection"`` instead projects the wider gradient to the narrower width with a fixed
   random orthogonal matrix (seeded by ``ctx.seed``) and keeps the ICKD form. The proxy's ``config()``
   records the fallback, and :func:`semantic_mode` says which form a pair of widths gets. In a space
-  of mixed widths only some candidates match the teacher's width, so by default a search compares
-  ICKD values with class-Gram values (same scale, not the same quantity); ``always_fallback=True``
-  scores every candidate with the class-Gram form instead.
+  of mixed widths only some candidates match the teacher's width; so that one search ranks one
+  quantity, the default (``always_fallback=None`` with the class-Gram fallback) scores EVERY candidate
+  with the class-Gram form. ``always_fallback=False`` uses the paper's ICKD form wherever the widths
+  match (right for same-width spaces such as DisWOT's CIFAR ResNets; the ``ickd`` proxy is that form
+  alone).
   Note (§1.3): d_sem depends only on each class vector's direction and sign pattern.
 * ``diswot_relation``: -d_rel (§1.4). The last pre-pool feature maps (``forward_features``; B x N x D
   tokens for a ViT) flattened per sample, B x B Gram row-normalised, ||A_t - A_s||_F^2 / B^2. Free of
@@ -92,7 +94,10 @@ def _check_weight(name: str, value: float) -> float:
     return float(value)
 
 
-def _check_always(always_fallback: bool, fallback: str) -> bool:
+def _check_always(always_fallback: bool | None, fallback: str) -> bool:
+    """``None`` (the default) means: always the class-Gram form when that is the fallback."""
+    if always_fallback is None:
+        return fallback == "class_gram"
     if not isinstance(always_fallback, bool):
         raise BadInputError(f"diswot: always_fallback must be True or False, got {always_fallback!r}")
     if always_fallback and fallback != "class_gram":
@@ -168,7 +173,9 @@ class DisWOTSemanticProxy(Proxy):
         fallback: what to compare when C_S != C_T: ``"class_gram"`` (default), ``"projection"``, or
             ``"none"`` (raise ``ValueError``, which the evaluator records as a failed candidate).
         always_fallback: score every candidate with the class-Gram form, also when C_S == C_T, so that
-            a search over mixed widths compares one quantity (needs ``fallback="class_gram"``).
+            a search over mixed widths compares one quantity (needs ``fallback="class_gram"``). The
+            default ``None`` means True with the class-Gram fallback, False with the others; pass
+            False for the paper's ICKD form on equal widths.
 
     Example:
         >>> from studentnas.proxies._teacher_student import example_context, tiny_net
@@ -181,7 +188,7 @@ class DisWOTSemanticProxy(Proxy):
     needs = frozenset({"data", "labels", "teacher"})
     sign = "negated: d_sem is a distance to the teacher, so -d_sem is higher for a more teacher-like student"
 
-    def __init__(self, fallback: str = DEFAULT_FALLBACK, always_fallback: bool = False):
+    def __init__(self, fallback: str = DEFAULT_FALLBACK, always_fallback: bool | None = None):
         self.fallback = _check_fallback(fallback)
         self.always_fallback = _check_always(always_fallback, fallback)
 
@@ -243,7 +250,7 @@ class DisWOTProxy(Proxy):
     sign = "negated: a weighted sum of two distances to the teacher, so higher means more teacher-like"
 
     def __init__(self, w_sem: float = 1.0, w_rel: float = 1.0, fallback: str = DEFAULT_FALLBACK,
-                 always_fallback: bool = False):
+                 always_fallback: bool | None = None):
         self.w_sem, self.w_rel = _check_weight("w_sem", w_sem), _check_weight("w_rel", w_rel)
         self.fallback = _check_fallback(fallback)
         self.always_fallback = _check_always(always_fallback, fallback)

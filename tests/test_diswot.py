@@ -119,7 +119,7 @@ def test_semantic_proxy_reads_the_cross_entropy_classifier_gradient() -> None:
     def grad(w: torch.Tensor) -> torch.Tensor:
         return (torch.softmax(x @ w.T, dim=1) - nn.functional.one_hot(y, 3)).T @ x / 6
 
-    score = get_proxy("diswot_semantic").score(LinearHead(w_s), ctx)
+    score = get_proxy("diswot_semantic", always_fallback=False).score(LinearHead(w_s), ctx)
     assert score == pytest.approx(-float(ickd_distance(grad(w_s).double(), grad(w_t).double())), rel=1e-6)
     relation = get_proxy("diswot_relation").score(LinearHead(w_s), ctx.for_candidate(None))
     assert relation == 0.0  # both feature maps are the input itself
@@ -134,11 +134,14 @@ def test_weighted_sum_and_options() -> None:
     assert get_proxy("diswot").score(student, view) == pytest.approx(sem + rel, rel=1e-12)
     assert get_proxy("diswot", w_sem=2.0, w_rel=0.5).score(student, view) == pytest.approx(2 * sem + 0.5 * rel)
     assert get_proxy("diswot").config() == {"name": "diswot", "w_sem": 1.0, "w_rel": 1.0, "fallback": "class_gram",
-                                            "always_fallback": False}
-    # always_fallback: the class-Gram form even for equal widths (the tiny nets all end at 8 channels)
+                                            "always_fallback": True}
+    # by default the class-Gram form even for equal widths (the tiny nets all end at 8 channels), so a
+    # search over mixed widths ranks one quantity; always_fallback=False gives the paper's ICKD form
     g_s, g_t = _teacher_student.student_fc_grad(student, view), _teacher_student.teacher_fc_grad(view)
-    uniform = get_proxy("diswot_semantic", always_fallback=True).score(student, view)
-    assert uniform == pytest.approx(-float(class_gram_distance(g_s.double(), g_t.double())), rel=1e-12)
+    assert sem == pytest.approx(-float(class_gram_distance(g_s.double(), g_t.double())), rel=1e-12)
+    paper = get_proxy("diswot_semantic", always_fallback=False).score(student, view)
+    assert paper == pytest.approx(-float(ickd_distance(g_s.double(), g_t.double())), rel=1e-12)
+    assert get_proxy("diswot", fallback="projection").config()["always_fallback"] is False
     with pytest.raises(BadInputError, match="needs fallback='class_gram'"):
         get_proxy("diswot", fallback="projection", always_fallback=True)
     with pytest.raises(BadInputError, match="fallback must be one of"):

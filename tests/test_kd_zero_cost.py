@@ -110,7 +110,8 @@ def test_attention_transfer_by_hand_and_stage_pairing() -> None:
 def test_ickd_equals_diswot_semantic_for_equal_widths_and_refuses_others() -> None:
     same_width = example_context(tiny_net(0))[0]
     student = tiny_net(2)
-    assert get_proxy("ickd").score(student, same_width) == get_proxy("diswot_semantic").score(student, same_width)
+    paper_form = get_proxy("diswot_semantic", always_fallback=False)
+    assert get_proxy("ickd").score(student, same_width) == paper_form.score(student, same_width)
     wider = example_context(tiny_net(0))[0]
     from studentnas.proxies._teacher_student import TinyNet
 
