@@ -70,6 +70,14 @@ examples:
   studentnas search --teacher resnet50 --budget 4GFLOPs --objectives diswot,macs --searcher nsga2
   studentnas search --teacher resnet18 --space nb201 --image-size 32 --budget 100MMACs \\
       --objectives nwot,latency --searcher optuna-tpe
+  studentnas search --teacher resnet101 --budget 5GFLOPs --workers 2              # 2 local Ray workers
+  studentnas search --teacher resnet101 --budget 5GFLOPs --ray-address auto       # on this Ray cluster
+
+parallel runs (--workers N > 1 or --ray-address): the teacher and calibration batch go to each worker
+once; every candidate is journalled as it finishes, with its worker (host:pid@node_ip/node_id); a
+worker that dies mid-candidate is replaced and the candidate scored again. Scores do not depend on
+the workers; up to 2N candidates are asked ahead of the searcher's feedback, so an evolution run's
+candidates can differ from a serial run's (random search asks the same ones).
 """
 
 
@@ -107,6 +115,12 @@ def _add_search(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of the teacher init, batch, students, searcher")
     p.add_argument("--out", help="run directory (default: runs/<teacher>-<budget>)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out (or start it)")
+    p.add_argument("--workers", type=int, metavar="N",
+                   help="score N candidates at a time on Ray workers (default: 1, in this process, no Ray; "
+                        "with --ray-address: one per cluster CPU)")
+    p.add_argument("--ray-address", metavar="ADDR",
+                   help="run the workers on an existing Ray cluster: auto, HOST:PORT (e.g. 10.0.0.5:6379) or "
+                        "ray://HOST:10001 (default: this machine)")
     p.add_argument("--top", type=int, default=10, help="rows of the front to print (default: 10)")
     p.add_argument("--quiet", action="store_true", help="no progress output")
 
@@ -120,7 +134,7 @@ def _run_search(args: argparse.Namespace) -> int:
                  time_limit=args.time_limit, data=args.data,
                  image_size=args.image_size, batch_size=args.batch_size, seed=args.seed, out=args.out,
                  resume=args.resume, quiet=args.quiet, teacher_checkpoint=args.teacher_checkpoint,
-                 pretrained=args.pretrained)
+                 pretrained=args.pretrained, workers=args.workers, ray_address=args.ray_address)
     cfg = run.config
     front = run.pareto
     axes = " vs ".join("GMACs (papers' GFLOPs)" if o == "macs" else o for o in run.objectives)

@@ -14,8 +14,10 @@ from __future__ import annotations
 import hashlib
 import math
 import time
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import replace
+from typing import Protocol
 
 import torch
 from torch import nn
@@ -95,3 +97,57 @@ class LocalEvaluator:
             scores[proxy.name] = value
         return Candidate.now(arch=arch, cost=cost, scores=scores if status == OK else {}, status=status,
                              reason=reason, seconds=time.perf_counter() - start, timings=timings)
+
+
+class Pool(Protocol):
+    """Where the search loop sends candidates: :class:`InProcessPool` here, or
+    :class:`studentnas.parallel.RayPool` on Ray workers."""
+
+    teacher_seconds: float
+
+    def submit(self, arch: Arch, cost: Cost) -> None: ...
+
+    def next_finished(self) -> Candidate: ...
+
+    def cancel_queued(self) -> list[str]: ...
+
+    def close(self) -> None: ...
+
+
+class InProcessPool:
+    """A :class:`Pool` that scores each submitted candidate in this process, in submission order.
+
+    Example:
+        >>> import numpy as np
+        >>> from studentnas import Budget, get_proxy, get_space
+        >>> space = get_space("nb201")
+        >>> ctx = ProxyContext(images=torch.randn(4, 3, 16, 16), labels=torch.arange(4), num_classes=10)
+        >>> pool = InProcessPool(LocalEvaluator(space, [get_proxy("params")], ctx, Budget.parse("1GMACs"), 0, 10))
+        >>> arch = space.sample(np.random.default_rng(0))
+        >>> pool.submit(arch, space.cost(arch, (3, 16, 16), 10))
+        >>> pool.next_finished().id == arch.id
+        True
+    """
+
+    def __init__(self, evaluator: LocalEvaluator):
+        self.evaluator = evaluator
+        self._queue: deque[tuple[Arch, Cost]] = deque()
+
+    @property
+    def teacher_seconds(self) -> float:
+        return self.evaluator.ctx.teacher_seconds
+
+    def submit(self, arch: Arch, cost: Cost) -> None:
+        self._queue.append((arch, cost))
+
+    def next_finished(self) -> Candidate:
+        arch, cost = self._queue.popleft()
+        return self.evaluator.evaluate(arch, cost)
+
+    def cancel_queued(self) -> list[str]:
+        dropped = [arch.id for arch, _ in self._queue]
+        self._queue.clear()
+        return dropped
+
+    def close(self) -> None:
+        pass

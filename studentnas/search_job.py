@@ -23,9 +23,11 @@ Example (a tiny run, about 20 seconds on 2 cores)::
 from __future__ import annotations
 
 import math
+import os
 import platform
 import sys
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,9 +39,11 @@ from studentnas import data as data_mod
 from studentnas import objectives as obj
 from studentnas.arch import Arch
 from studentnas.budget import Budget, Constraint
+from studentnas.candidate import Candidate
 from studentnas.cost import Cost, measured_cost
 from studentnas.errors import BadInputError, SearchExhaustedError
-from studentnas.evaluate import LocalEvaluator
+from studentnas.evaluate import InProcessPool, LocalEvaluator, Pool
+from studentnas.parallel import check_parallel
 from studentnas.pareto import front as pareto_front_of
 from studentnas.pareto import hypervolume
 from studentnas.progress import Progress
@@ -257,15 +261,44 @@ def _open_run_dir(job: _Job) -> None:
     run_dir.update_config(candidates=config["candidates"], time_limit=config["time_limit"], status="running")
 
 
-def _loop(job: _Job, seed: int, candidates: int, deadline: float | None, quiet: bool,
-          say: Callable[[str], None]) -> dict[str, Any]:
-    """Ask, evaluate (or replay from the journal), append, tell; returns loop statistics."""
-    objective, teach = job.proxy_names[0], job.teacher
+def _make_pool(job: _Job, seed: int, workers: int | None, ray_address: str | None) -> Pool:
+    """Where candidates are scored: in this process for one local worker (Ray is not even imported),
+    on Ray actors otherwise (:mod:`studentnas.parallel`)."""
+    teach = job.teacher
     ctx = ProxyContext(images=job.batch, labels=job.labels, num_classes=teach.num_classes, teacher=teach.model,
                        teacher_trained=teach.trained, seed=seed)
-    if any("teacher" in p.needs for p in job.proxies):
-        ctx.teacher_outputs()
-    evaluator = LocalEvaluator(job.space, job.proxies, ctx, job.budget, seed, teach.num_classes)
+    evaluator = LocalEvaluator(job.space, job.proxies, ctx, job.budget, seed, teach.num_classes)  # checks needs
+    if ray_address is None and (workers or 1) == 1:
+        if any("teacher" in p.needs for p in job.proxies):
+            ctx.teacher_outputs()
+        return InProcessPool(evaluator)
+    from studentnas.parallel import CRASH_ENV, EvalInputs, RayPool
+
+    inputs = EvalInputs(space=job.space, proxies=job.proxies, budget=job.budget, seed=seed,
+                        num_classes=teach.num_classes, images=job.batch, labels=job.labels, teacher=teach.model,
+                        teacher_trained=teach.trained, crash_once=os.environ.get(CRASH_ENV))
+    return RayPool(inputs, workers, ray_address)
+
+
+def _ask_windows(job: _Job) -> list[list[int]]:
+    """The run's ask-ahead schedule: ``[[first_ask, window], ...]`` (see :func:`_loop`)."""
+    return [list(seg) for seg in job.run_dir.config().get("ask_windows", [[0, 1]])]
+
+
+def _loop(job: _Job, seed: int, candidates: int, deadline: float | None, quiet: bool,
+          say: Callable[[str], None], workers: int | None = None, ray_address: str | None = None) -> dict[str, Any]:
+    """Ask, evaluate (or replay from the journal), append, tell; returns loop statistics.
+
+    Up to ``window`` candidates are asked ahead of the searcher's feedback and evaluated
+    concurrently (window 1 in process; twice the workers on Ray). Each is appended to the journal
+    the moment it finishes, in any order, but the searcher is told in ask order, and a new arch is
+    asked only after a tell or at the start. So the sequence of asks and tells depends on the
+    window only, never on timing: a resumed run, replaying the journal with the same window
+    schedule, asks exactly the archs the interrupted one did. The schedule (``ask_windows`` in
+    run.json) changes only once the journal is fully replayed, so resuming with other ``--workers``
+    stays exact.
+    """
+    objective, teach = job.proxy_names[0], job.teacher
     fits = static_budget(job.budget)
     cost_seconds = 0.0
     costs: dict[str, Cost] = {}
@@ -286,35 +319,79 @@ def _loop(job: _Job, seed: int, candidates: int, deadline: float | None, quiet: 
     journal = {c.id: c for c in job.run_dir.read_candidates(repair=True)}
     if journal:
         say(f"resuming {job.run_dir.path}: {len(journal)} candidates already evaluated")
+    t_pool = time.perf_counter()
+    pool = _make_pool(job, seed, workers, ray_address)  # closed in the `finally` below
+    pool_seconds = time.perf_counter() - t_pool
+    where = "" if isinstance(pool, InProcessPool) else f" on {pool.workers} Ray workers ({pool.address})"
     say(f"searching {candidates} students of {teach.name} in space '{job.space.name}' with "
-        f"{', '.join(job.proxy_names)}; budget {job.budget.describe()}; run dir {job.run_dir.path}")
+        f"{', '.join(job.proxy_names)}; budget {job.budget.describe()}; run dir {job.run_dir.path}{where}")
+    windows = _ask_windows(job)
+    wanted = 1 if isinstance(pool, InProcessPool) else 2 * pool.workers
     start, replayed, stop_reason = time.perf_counter(), 0, "candidates"
     best = max((c.score(objective) for c in journal.values()), default=-math.inf)
-    with Progress(total=candidates, desc="search", quiet=quiet, initial=min(len(journal), candidates)) as bar:
-        for _ in range(candidates):
+    order: deque[Arch] = deque()  # asked and not yet told, in ask order
+    done: dict[str, Candidate] = {}  # finished (evaluated or replayed), not yet told
+    asked, stopped = 0, False
+
+    def refill() -> None:
+        nonlocal asked, stopped, stop_reason, replayed
+        while not stopped and asked < candidates:
+            if not journal and windows[-1][1] != wanted and asked >= windows[-1][0]:
+                windows[-1:] = [[asked, wanted]] if windows[-1][0] == asked else [windows[-1], [asked, wanted]]
+                job.run_dir.update_config(ask_windows=windows)
+            if len(order) >= next(w for first, w in reversed(windows) if first <= asked):
+                return
             if deadline is not None and time.perf_counter() > deadline:
-                stop_reason = "time_limit"
-                break
+                stopped, stop_reason = True, "time_limit"
+                return
             try:
                 [arch] = strategy.ask(1)
             except SearchExhaustedError as err:
                 say(f"stopping early: {err}")
-                stop_reason = "exhausted"
-                break
+                stopped, stop_reason = True, "exhausted"
+                return
+            asked += 1
+            order.append(arch)
             cand = journal.pop(arch.id, None)
             if cand is not None:
                 replayed += 1
+                done[arch.id] = cand
             else:
-                cand = evaluator.evaluate(arch, costs[arch.id])
-                job.run_dir.append(cand)
-                best = max(best, cand.score(objective))
-                stats = {"best": best} if math.isfinite(best) else {}
-                bar.update(1, **stats, **({} if cand.ok else {"last": cand.status}))
-            strategy.tell(cand)
+                pool.submit(arch, costs[arch.id])
+
+    try:
+        with Progress(total=candidates, desc="search", quiet=quiet, initial=min(len(journal), candidates)) as bar:
+            refill()
+            while order:
+                while order[0].id not in done:
+                    cand = pool.next_finished()
+                    job.run_dir.append(cand)
+                    done[cand.id] = cand
+                    best = max(best, cand.score(objective))
+                    stats = {"best": best} if math.isfinite(best) else {}
+                    bar.update(1, **stats, **({} if cand.ok else {"last": cand.status}))
+                    if deadline is not None and time.perf_counter() > deadline and not stopped:
+                        stopped, stop_reason = True, "time_limit"
+                        dropped = set(pool.cancel_queued())
+                        order = deque(a for a in order if a.id not in dropped)
+                        if not order:
+                            break
+                if order:
+                    strategy.tell(done.pop(order.popleft().id))
+                refill()
+    finally:
+        pool.close()
     if journal and stop_reason == "candidates":
         _warn(f"{len(journal)} journalled candidates were not asked again (the run was extended or reduced)")
+    if isinstance(pool, InProcessPool):
+        if "ray" in job.run_dir.config():
+            job.run_dir.update_config(ray=None)  # this session ran in process; drop the last Ray session's figures
+    else:
+        job.run_dir.update_config(ray={"workers": pool.workers, "address": pool.address, "evaluated": pool.n_done,
+                                       "start_s": pool_seconds,
+                                       "overhead_s_per_candidate": pool.overhead_seconds / max(1, pool.n_done)})
     return {"stop_reason": stop_reason, "replayed": replayed, "cost_total": cost_seconds,
-            "search_loop": time.perf_counter() - start, "teacher_outputs": ctx.teacher_seconds}
+            "search_loop": time.perf_counter() - start, "teacher_outputs": pool.teacher_seconds}
 
 
 def _finish(job: _Job, stats: dict[str, Any], total_seconds: float) -> Run:
@@ -358,6 +435,8 @@ def search(
     quiet: bool = False,
     teacher_checkpoint: str | Path | None = None,
     pretrained: bool = False,
+    workers: int | None = None,
+    ray_address: str | None = None,
     log: Callable[[str], None] | None = None,
 ) -> Run:
     """Search students of ``teacher`` within ``budget``; returns the :class:`~studentnas.run.Run`.
@@ -369,16 +448,20 @@ def search(
     non-dominated front and run.json records its ``hypervolume`` and ``reference_point``
     (:mod:`studentnas.pareto`). ``time_limit`` is in seconds, counted from this call (so a resumed run gets a
     fresh allowance). ``resume`` continues the run in ``out``, or starts it if it does not exist.
+    ``workers`` > 1 scores candidates on that many local Ray workers; ``ray_address`` (``auto``,
+    ``HOST:PORT``, ``ray://HOST:PORT``) uses an existing Ray cluster, with ``workers`` actors (default:
+    one per cluster CPU). Scores do not depend on either (see :mod:`studentnas.parallel`).
     """
     t_start = time.perf_counter()
     say = log or ((lambda _m: None) if quiet else (lambda m: print(m, file=sys.stderr, flush=True)))
     parsed, proxy_names, run_dir, objective_names = _validate(teacher, budget, space, proxy, searcher, candidates,
                                                               batch_size, image_size, time_limit, data, out, resume,
                                                               objectives)
+    check_parallel(workers, ray_address)  # before the teacher loads: an unreachable cluster fails in seconds
     job = _prepare(teacher, parsed, proxy_names, run_dir, space=space, searcher=searcher, candidates=candidates,
                    time_limit=time_limit, data=data, image_size=image_size, batch_size=batch_size, seed=seed,
                    teacher_checkpoint=teacher_checkpoint, pretrained=pretrained, objectives=objective_names)
     _open_run_dir(job)
     deadline = t_start + time_limit if time_limit is not None else None
-    stats = _loop(job, seed, candidates, deadline, quiet, say)
+    stats = _loop(job, seed, candidates, deadline, quiet, say, workers, ray_address)
     return _finish(job, stats, time.perf_counter() - t_start)
