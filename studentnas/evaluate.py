@@ -25,7 +25,7 @@ from torch import nn
 from studentnas.arch import Arch
 from studentnas.budget import Budget
 from studentnas.candidate import FAILED, INFEASIBLE, OK, Candidate
-from studentnas.cost import Cost, estimate_peak_memory_mb, measure_latency_ms
+from studentnas.cost import Cost, estimate_peak_memory_mb
 from studentnas.proxy import Proxy, ProxyContext
 from studentnas.space import SearchSpace
 
@@ -54,12 +54,18 @@ class LocalEvaluator:
         self.budget = budget
         self.seed = seed
         self.num_classes = num_classes
+        self._latency = None  # a LatencyMeter, made on first use
 
-    def _measure(self, student: nn.Module, cost: Cost) -> Cost:
+    def _measure(self, arch: Arch, student: nn.Module, cost: Cost) -> Cost:
         needs = self.budget.needs_measurement
         values = {}
-        if "latency" in needs:
-            values["latency_ms"] = measure_latency_ms(student, self.ctx.input_size)
+        if "latency" in needs:  # batch-1 CPU latency, cached per (arch, device) on disk
+            if self._latency is None:
+                from studentnas.latency import LatencyMeter
+
+                self._latency = LatencyMeter()
+            values["latency_ms"] = self._latency.measure(self.space, arch, self.ctx.input_size, self.num_classes,
+                                                         model=student)
         if "memory" in needs:
             values["peak_memory_mb"] = estimate_peak_memory_mb(student, self.ctx.input_size)
         return cost.with_measurements(**values) if values else cost
@@ -73,7 +79,7 @@ class LocalEvaluator:
         timings["build"] = time.perf_counter() - start
         if self.budget.needs_measurement:
             t0 = time.perf_counter()
-            cost = self._measure(student, cost)
+            cost = self._measure(arch, student, cost)
             timings["measure"] = time.perf_counter() - t0
             if not self.budget.satisfied(cost):
                 return Candidate.now(arch=arch, cost=cost, status=INFEASIBLE,

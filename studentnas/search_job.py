@@ -40,9 +40,10 @@ from studentnas import objectives as obj
 from studentnas.arch import Arch
 from studentnas.budget import Budget, Constraint
 from studentnas.candidate import Candidate
-from studentnas.cost import Cost, measured_cost
+from studentnas.cost import Cost, estimate_peak_memory_mb, measured_cost
 from studentnas.errors import BadInputError, SearchExhaustedError
 from studentnas.evaluate import InProcessPool, LocalEvaluator, Pool
+from studentnas.latency_table import LatencyEstimator
 from studentnas.parallel import check_parallel
 from studentnas.pareto import front as pareto_front_of
 from studentnas.pareto import hypervolume
@@ -138,6 +139,21 @@ class _Job:
         return self.objectives or [self.proxy_names[0], "macs"]
 
 
+def _teacher_measurements(cost: Cost, model: torch.nn.Module, input_size: tuple[int, int, int], budget: Budget,
+                          objectives: Sequence[str] | None) -> Cost:
+    """The teacher's cost plus its measured latency / peak memory where a budget share (``50%latency``)
+    or an objective needs them, so shares resolve and reports can mark the teacher."""
+    wanted = {c.metric for c in budget.constraints if c.is_relative} | set(obj.costs_of(objectives or []))
+    values: dict[str, float] = {}
+    if "latency" in wanted:
+        from studentnas.latency import LatencyMeter
+
+        values["latency_ms"] = LatencyMeter().measure_model(model, input_size)
+    if "memory" in wanted:
+        values["peak_memory_mb"] = estimate_peak_memory_mb(model, input_size)
+    return cost.with_measurements(**values) if values else cost
+
+
 def _objective_proxies(objectives: str | Sequence[str] | None,
                        proxy: str | Sequence[str] | None) -> tuple[list[str] | None, list[str]]:
     """``--objectives`` and the proxies to score: the objectives' proxies first, then the other
@@ -224,7 +240,8 @@ def _prepare(teacher: str, parsed: Budget, proxy_names: list[str], run_dir: RunD
     input_size = (chans, image_size or height, image_size or width)
     the_space = pick_space(space, teach)
     t0 = time.perf_counter()
-    teacher_cost = measured_cost(teach.model, input_size)
+    teacher_cost = _teacher_measurements(measured_cost(teach.model, input_size), teach.model, input_size, parsed,
+                                         objectives)
     timings["teacher_cost"] = time.perf_counter() - t0
     resolved = parsed.resolve(teacher_cost)
     check_budget_range(resolved, the_space, input_size, teach.num_classes, teacher_cost)
@@ -303,13 +320,20 @@ def _loop(job: _Job, seed: int, candidates: int, deadline: float | None, quiet: 
     cost_seconds = 0.0
     costs: dict[str, Cost] = {}
 
+    latency_limits = [c.limit for c in job.budget.constraints if c.metric == "latency" and math.isfinite(c.limit)]
+    estimator = LatencyEstimator() if latency_limits else None  # per-layer lookup table: a cheap pre-filter
+
     def is_feasible(arch: Arch) -> bool:
         nonlocal cost_seconds
         t = time.perf_counter()
         cost = job.space.cost(arch, job.input_size, teach.num_classes)
         cost_seconds += time.perf_counter() - t
         costs[arch.id] = cost
-        return fits is None or fits.satisfied(cost)
+        if fits is not None and not fits.satisfied(cost):
+            return False
+        # clearly over the latency limit by the estimate: never built or measured
+        return estimator is None or estimator.could_fit(job.space, arch, job.input_size, teach.num_classes,
+                                                        min(latency_limits))
 
     strategy = job.searcher_cls(
         job.space, seed=seed, is_feasible=is_feasible, objective=objective, objectives=job.objectives,

@@ -165,3 +165,24 @@ def test_stage_costs_by_hand() -> None:
     assert rows["head"]["macs"] == 2048 * 1000 and rows["head"]["params"] == 2048 * 1000 + 1000
     cost = RESNET.cost(arch)
     assert sum(r["macs"] for r in rows.values()) == cost.macs and sum(r["params"] for r in rows.values()) == cost.params
+
+
+def test_latency_budget_and_objective_in_a_search(tmp_path: Path, cli) -> None:
+    """A latency share of the teacher resolves against the teacher's measured latency; every scored
+    candidate is measured (through the on-disk cache) and within the limit; the cache holds them."""
+    out = tmp_path / "run"
+    env = {"STUDENTNAS_CACHE_DIR": str(tmp_path / "cache"), "OMP_NUM_THREADS": "1"}
+    proc = cli("search", "--teacher", "resnet18", "--space", "nb201", "--image-size", "32", "--budget", "100MMACs",
+               "--budget", "90%latency", "--objectives", "nwot,latency", "--searcher", "random", "--candidates", "6",
+               "--batch-size", "8", "--out", str(out), "--quiet", env=env)
+    assert proc.returncode == 0, proc.stderr
+    config = json.loads((out / "run.json").read_text())
+    teacher_ms = config["teacher_cost"]["latency_ms"]
+    assert teacher_ms > 0
+    rows = [json.loads(line) for line in (out / "candidates.jsonl").read_text().splitlines()]
+    measured = [r for r in rows if r["status"] in ("ok", "infeasible")]
+    assert measured and all(r["cost"]["latency_ms"] > 0 for r in measured)
+    assert all(r["cost"]["latency_ms"] <= 0.9 * teacher_ms for r in rows if r["status"] == "ok")
+    assert all(r["cost"]["latency_ms"] > 0.9 * teacher_ms for r in rows if r["status"] == "infeasible")
+    cache = json.loads((tmp_path / "cache" / "latency.json").read_text())
+    assert sum(len(dev.get("archs", {})) for dev in cache["devices"].values()) >= len(measured)
