@@ -473,8 +473,33 @@ def _run_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_teacher(sub: argparse._SubParsersAction) -> None:
+    from studentnas.distill.commands import add_teacher
+
+    add_teacher(sub, _Parser)
+
+
+def _run_teacher(args: argparse.Namespace) -> int:
+    from studentnas.distill.commands import run_teacher
+
+    return run_teacher(args)
+
+
+def _add_distill(sub: argparse._SubParsersAction) -> None:
+    from studentnas.distill.commands import add_distill
+
+    add_distill(sub)
+
+
+def _run_distill(args: argparse.Namespace) -> int:
+    from studentnas.distill.commands import run_distill
+
+    return run_distill(args)
+
+
 COMMANDS = {"search": (_add_search, _run_search), "pick": (_add_pick, _run_pick),
-            "export": (_add_export, _run_export),
+            "export": (_add_export, _run_export), "teacher": (_add_teacher, _run_teacher),
+            "distill": (_add_distill, _run_distill),
             "bench": (_add_bench, _run_bench), "report": (_add_report, _run_report),
             "list": (_add_list, _run_list)}
 
@@ -487,6 +512,8 @@ def build_parser() -> argparse.ArgumentParser:
         "  studentnas search --teacher resnet101 --budget 5GFLOPs     # ranked Pareto front of students\n"
         "  studentnas pick runs/resnet101-5GFLOPs --budget 2GFLOPs    # best student under a smaller budget\n"
         "  studentnas export runs/resnet101-5GFLOPs --rank 1 --out s.safetensors\n"
+        "  studentnas teacher train --model resnet18 --data fashion-mnist --image-size 32 --out t.safetensors\n"
+        "  studentnas distill runs/resnet101-5GFLOPs --top 2 --data fashion-mnist --baseline   # KD + HPO, Ray Tune\n"
         "  studentnas bench proxies --ground-truth nats_bench.csv --json bench.json\n"
         "  studentnas report runs/resnet101-5GFLOPs                   # report.png + report.html\n"
         "  studentnas list spaces|proxies|searchers|losses|teachers"))

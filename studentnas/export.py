@@ -53,8 +53,6 @@ def pick_candidate(run: Run, rank: int | None = None, arch_id: str | None = None
 
 def export_student(run_path: str | Path, out: str | Path, rank: int | None = None, arch_id: str | None = None) -> Path:
     """Write ``out`` (.safetensors) and ``out`` with a .json suffix for one student of a run."""
-    from safetensors.torch import save_file
-
     out = Path(out)
     if out.suffix != ".safetensors":
         raise BadInputError(f"--out must end in .safetensors, got '{out}'")
@@ -68,12 +66,23 @@ def export_student(run_path: str | Path, out: str | Path, rank: int | None = Non
         "cost": cand.cost.to_dict(), "scores": dict(cand.scores), "num_classes": config["num_classes"],
         "input_size": config["input_size"], "teacher": config["teacher"], "run": str(run.path), "seed": config["seed"],
     }
+    return write_student(out, model, meta)
+
+
+def write_student(out: str | Path, model: nn.Module, meta: dict[str, Any], key: str = META_KEY) -> Path:
+    """Write ``model``'s weights to ``out`` (.safetensors, ``meta`` as JSON under ``key`` in its metadata) and
+    ``meta`` to the .json sidecar, both atomically. For :func:`load_student`, ``meta`` needs space, arch,
+    num_classes and input_size. Used by ``export``, by ``distill`` for the trained students and by
+    ``teacher train`` (with its own ``key``)."""
+    from safetensors.torch import save_file
+
+    out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
     os.close(fd)
     try:
-        state = {k: v.contiguous() for k, v in model.state_dict().items()}
-        save_file(state, tmp, metadata={META_KEY: json.dumps(meta)})
+        state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
+        save_file(state, tmp, metadata={key: json.dumps(meta)})
         os.replace(tmp, out)
     finally:
         Path(tmp).unlink(missing_ok=True)

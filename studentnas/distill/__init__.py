@@ -1,11 +1,23 @@
-"""Distillation: the losses of the final KD stage (and, later, the trainer and the Ray Tune driver).
+"""Distillation: the KD losses, the training loop, teacher training and the Ray Tune driver.
+
+* :mod:`studentnas.distill.losses`: the registered losses and ``compose_losses`` (``studentnas list losses``);
+* :mod:`studentnas.distill.trainer`: :func:`train`, the one loop used in and out of Ray, and the
+  teacher-logit cache;
+* :func:`train_teacher`: ``studentnas teacher train``;
+* :func:`distill`: ``studentnas distill RUN``, KD + hyper-parameter search on Ray Tune.
 
 Example:
-    >>> from studentnas.distill import LOSSES
+    >>> from studentnas.distill import LOSSES, TrainConfig
     >>> LOSSES.get("diswot_relation").__name__
     'DisWOTRelationLoss'
+    >>> TrainConfig(epochs=3, losses=({"name": "kd", "weight": 0.9, "T": 4.0},)).needs_teacher
+    True
 """
 
 from studentnas.distill.losses import LOSSES, DisWOTRelationLoss, DisWOTSemanticLoss
+from studentnas.distill.teacher_train import train_teacher
+from studentnas.distill.trainer import Batches, TrainConfig, TrainResult, cached_teacher_logits, evaluate, train
+from studentnas.distill.tune import DistillResult, distill
 
-__all__ = ["LOSSES", "DisWOTRelationLoss", "DisWOTSemanticLoss"]
+__all__ = ["LOSSES", "Batches", "DisWOTRelationLoss", "DisWOTSemanticLoss", "DistillResult", "TrainConfig",
+           "TrainResult", "cached_teacher_logits", "distill", "evaluate", "train", "train_teacher"]

@@ -1,0 +1,76 @@
+"""The journal of finished distillation trials: ``RUN/distill/trials.jsonl``, the source of truth of a
+``studentnas distill`` run.
+
+One JSON line per finished trial (completed, stopped early by ASHA, or failed after its retries),
+appended and flushed by the driver the moment Ray Tune reports it finished. ``--resume`` reads it
+back: finished trials are never run again, and the Optuna searcher of the next Tune experiment is
+told their results first. A torn last line (the driver killed mid-write) is ignored.
+
+Row keys: ``student``, ``mode`` (``kd`` or ``ce``), ``experiment``, ``trial_id``, ``status``
+(``ok``/``failed``), ``config`` (the sampled hyper-parameters), ``val_top1``, ``val_top5``,
+``val_loss``, ``epochs_done``, ``stopped_early``, ``checkpoint`` (relative to the distill folder),
+``history`` (per-epoch stats), ``restarts``, ``error``, ``finished_at``.
+
+Example:
+    >>> import tempfile
+    >>> j = TrialJournal(tempfile.mkdtemp() + "/trials.jsonl")
+    >>> j.append({"student": "a", "mode": "kd", "status": "ok", "val_top1": 50.0})
+    >>> [r["val_top1"] for r in j.rows("a", "kd")], j.rows("a", "ce")
+    ([50.0], [])
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from studentnas.errors import BadInputError
+
+
+class TrialJournal:
+    """Append-only JSON lines; see the module docstring."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+
+    def read(self) -> list[dict[str, Any]]:
+        if not self.path.is_file():
+            return []
+        out: list[dict[str, Any]] = []
+        for number, line in enumerate(self.path.read_bytes().splitlines(keepends=True), start=1):
+            if not line.endswith(b"\n"):
+                break  # torn by a kill mid-write: that trial is not finished as far as we know
+            try:
+                out.append(json.loads(line))
+            except json.JSONDecodeError as err:
+                raise BadInputError(f"{self.path} line {number} is corrupt ({err}); remove that line to resume") \
+                    from None
+        return out
+
+    def rows(self, student: str, mode: str) -> list[dict[str, Any]]:
+        return [r for r in self.read() if r.get("student") == student and r.get("mode") == mode]
+
+    def append(self, row: dict[str, Any]) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        raw = self.path.read_bytes() if self.path.is_file() else b""
+        with self.path.open("ab") as fh:
+            if raw and not raw.endswith(b"\n"):
+                fh.truncate(raw.rfind(b"\n") + 1)  # drop a torn line before appending
+            fh.write((json.dumps(row, sort_keys=True, allow_nan=False) + "\n").encode())
+            fh.flush()
+
+
+def best_row(rows: list[dict[str, Any]], epochs: int) -> dict[str, Any] | None:
+    """The trial to keep: among ok trials, those that ran all ``epochs`` if any (ASHA-stopped ones saw less
+    training), the highest validation top-1, then the lowest validation loss, then the earliest.
+
+    >>> best_row([{"status": "ok", "val_top1": 60, "val_loss": 1, "epochs_done": 1, "checkpoint": "a"},
+    ...           {"status": "ok", "val_top1": 55, "val_loss": 1, "epochs_done": 2, "checkpoint": "b"}], epochs=2)
+    {'status': 'ok', 'val_top1': 55, 'val_loss': 1, 'epochs_done': 2, 'checkpoint': 'b'}
+    """
+    ok = [r for r in rows if r.get("status") == "ok" and r.get("checkpoint")]
+    full = [r for r in ok if r.get("epochs_done", 0) >= epochs] or ok
+    if not full:
+        return None
+    return min(enumerate(full), key=lambda ir: (-ir[1]["val_top1"], ir[1].get("val_loss", 0.0), ir[0]))[1]
