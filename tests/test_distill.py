@@ -111,6 +111,7 @@ def test_distill_with_baseline_exports_students_and_retries_a_failed_trial(cli, 
     assert changed.returncode == 2 and "epochs: the run has 2, you asked 3" in changed.stderr
 
 
+@pytest.mark.slow
 def test_sigkilled_driver_resumes_without_losing_a_finished_trial(cli, run_dir: Path) -> None:
     args = ["distill", str(run_dir), "--top", "1", "--epochs", "1", "--trials", "3", "--cpus", "1", *TINY]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
@@ -211,9 +212,13 @@ def test_more_cpus_per_trial_than_any_node_has(capsys, run_dir: Path) -> None:
     assert not (run_dir / "distill").exists()
 
 
-def test_no_free_cpus_is_an_error_not_a_hang(run_dir: Path, tmp_path: Path) -> None:
-    """Another job holds the only CPU of a running cluster: the driver says so instead of waiting forever."""
+def test_no_free_cpus_is_an_error_not_a_hang(run_dir: Path, monkeypatch) -> None:
+    """Another job holds the only CPU of a running cluster: the driver says so instead of waiting forever,
+    both before starting (the resource check) and, should the CPUs go between the check and the trials'
+    start, from the watchdog that gives up when no trial has started in STUDENTNAS_DISTILL_PENDING_TIMEOUT s."""
     import ray
+
+    import studentnas.distill.tune as tune_mod
 
     ray.init(address="local", num_cpus=1, include_dashboard=False, logging_level="ERROR")
     try:
@@ -221,9 +226,14 @@ def test_no_free_cpus_is_an_error_not_a_hang(run_dir: Path, tmp_path: Path) -> N
         deadline = time.monotonic() + 60
         while ray.available_resources().get("CPU", 0) > 0 and time.monotonic() < deadline:
             time.sleep(0.1)
+        kwargs = {"top": 1, "epochs": 1, "trials": 1, "train_images": 200, "test_images": 100, "batch_size": 32,
+                  "quiet": True}
         with pytest.raises(sn.errors.BadInputError, match="the Ray cluster has no free CPUs"):
-            sn.distill.distill(run_dir, "fashion-mnist", top=1, epochs=1, trials=1, train_images=200,
-                               test_images=100, batch_size=32, quiet=True)
+            sn.distill.distill(run_dir, "fashion-mnist", **kwargs)
+        monkeypatch.setattr(tune_mod, "_check_cluster", lambda need: None)  # the CPU goes after the check
+        monkeypatch.setenv(tune_mod.PENDING_TIMEOUT_ENV, "3")
+        with pytest.raises(sn.errors.StudentNASError, match="no trial could start within 3 s"):
+            sn.distill.distill(run_dir, "fashion-mnist", resume=True, **kwargs)
         ray.cancel(holder, force=True)
     finally:
         ray.shutdown()

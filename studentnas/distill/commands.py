@@ -113,6 +113,8 @@ def add_teacher(sub: argparse._SubParsersAction, parser_class: type) -> None:
     q.add_argument("--val-fraction", type=float, default=0.1,
                    help="share of the training images held out for validation (default: 0.1; 0: none)")
     q.add_argument("--no-augment", dest="augment", action="store_false", help="no random crop + flip")
+    q.add_argument("--threads", type=int, metavar="N", help="torch CPU threads (default: one per core; on a busy "
+                                                            "machine fewer can be much faster)")
     q.add_argument("--quiet", action="store_true", help="no progress output")
 
 
@@ -123,7 +125,7 @@ def run_teacher(args: argparse.Namespace) -> int:
                          batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay, seed=args.seed,
                          pretrained=args.pretrained, train_images=args.train_images, test_images=args.test_images,
                          val_fraction=args.val_fraction, augment=args.augment, label_smoothing=args.label_smoothing,
-                         quiet=args.quiet)
+                         threads=args.threads, quiet=args.quiet)
     size = meta["image_size"][0]
     print(f"wrote {args.out} and its .json: {meta['model']}, {meta['num_classes']} classes, {meta['epochs']} epochs "
           f"at {size}px on {meta['train_images']} images; test top-1 {meta['test_top1']:.2f} %, top-5 "

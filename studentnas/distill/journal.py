@@ -9,7 +9,8 @@ told their results first. A torn last line (the driver killed mid-write) is igno
 Row keys: ``student``, ``mode`` (``kd`` or ``ce``), ``experiment``, ``trial_id``, ``status``
 (``ok``/``failed``), ``config`` (the sampled hyper-parameters), ``val_top1``, ``val_top5``,
 ``val_loss``, ``epochs_done``, ``stopped_early``, ``checkpoint`` (relative to the distill folder),
-``history`` (per-epoch stats), ``restarts``, ``error``, ``finished_at``.
+``history`` (per-epoch stats), ``restarts`` (retries after failures), ``worker`` (``host:pid@node_ip/node_id``
+of the trial's last attempt), ``seconds``, ``error``, ``finished_at``.
 
 Example:
     >>> import tempfile

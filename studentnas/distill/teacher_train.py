@@ -63,7 +63,7 @@ def train_teacher(model: str, data: str, epochs: int, out: str | Path, *, image_
                   batch_size: int = 64, lr: float = 0.05, weight_decay: float = 5e-4, seed: int = 0,
                   pretrained: bool = False, train_images: int | None = None, test_images: int | None = None,
                   val_fraction: float = 0.1, augment: bool = True, label_smoothing: float = 0.0,
-                  quiet: bool = False) -> dict[str, Any]:
+                  threads: int | None = None, quiet: bool = False) -> dict[str, Any]:
     """Train a timm ``model`` on ``data`` and write ``out`` + sidecar; returns the sidecar's dict.
 
     Args:
@@ -73,7 +73,11 @@ def train_teacher(model: str, data: str, epochs: int, out: str | Path, *, image_
         image_size: training resolution (default: the model's own); record it for ``--image-size``.
         train_images, test_images: use at most this many images of each split (stratified, seeded).
         pretrained: start from timm's hub weights (a new head sized to the data's classes).
+        threads: torch CPU threads (default: torch's, one per core; on a busy machine fewer threads
+            than cores can be several times faster).
     """
+    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
+        raise BadInputError(f"--threads {threads!r}: must be a whole number >= 1, e.g. --threads 1")
     out = _check_out(out)
     check_teacher_name(model)
     if data is None:
@@ -106,7 +110,8 @@ def train_teacher(model: str, data: str, epochs: int, out: str | Path, *, image_
                       seed=seed, drop_last=True)
     val_batches = Batches(val_part, size, teacher.mean, teacher.std, batch_size) if val_part is not None else None
     ckpt_dir = out.with_name(out.name + ".ckpt")
-    result = train(teacher.model, batches, val_batches, config, checkpoint_dir=ckpt_dir, on_epoch=on_epoch)
+    result = train(teacher.model, batches, val_batches, config, checkpoint_dir=ckpt_dir, on_epoch=on_epoch,
+                   threads=threads)
     test = evaluate(teacher.model, Batches(test_set, size, teacher.mean, teacher.std, batch_size))
     meta = {
         "format": 1, "model": model, "num_classes": len(train_set.classes), "classes": list(train_set.classes),
@@ -118,6 +123,7 @@ def train_teacher(model: str, data: str, epochs: int, out: str | Path, *, image_
         "test_top1": test["top1"], "test_top5": test["top5"], "test_loss": test["loss"],
         "val_top1": result.last.get("val_top1"), "history": result.history,
         "resumed_from_epoch": result.resumed_from_epoch, "seconds": time.perf_counter() - start,
+        "threads": torch.get_num_threads(),
         "versions": versions(),
     }
     write_student(out, teacher.model, meta, key=META_KEY)
