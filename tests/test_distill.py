@@ -172,6 +172,21 @@ def error_line(capsys, *args: str) -> str:
     return lines[0]
 
 
+def test_choose_students_by_top_or_ids(searched: Path) -> None:
+    from studentnas.distill.tune import choose_students
+
+    run = sn.load_run(searched)
+    front = run.pareto
+    assert [c.id for c in choose_students(run, None, None)] == [front[0].id], "default: the best student"
+    assert [c.id for c in choose_students(run, len(front), None)] == [c.id for c in front]
+    ids = [c.id for c in run.candidates if c.ok][:2][::-1]
+    assert [c.id for c in choose_students(run, None, ",".join(ids))] == ids, "in the order given"
+    with pytest.raises(sn.errors.BadInputError, match="has no candidate with id 'nope'"):
+        choose_students(run, None, "nope")
+    with pytest.raises(sn.errors.BadInputError, match="not both"):
+        choose_students(run, 1, ids)
+
+
 def test_run_without_a_pareto_front(capsys, run_dir: Path) -> None:
     (run_dir / "candidates.jsonl").write_text("")
     line = error_line(capsys, str(run_dir), *TINY)
