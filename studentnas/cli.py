@@ -350,7 +350,8 @@ def build_parser() -> argparse.ArgumentParser:
         "  studentnas export runs/resnet101-5GFLOPs --rank 1 --out s.safetensors\n"
         "  studentnas teacher train --model resnet18 --data fashion-mnist --image-size 32 --out t.safetensors\n"
         "  studentnas distill runs/resnet101-5GFLOPs --top 2 --data fashion-mnist --baseline   # KD + HPO, Ray Tune\n"
-        "  studentnas bench proxies --ground-truth nats_bench.csv --json bench.json\n"
+        "  studentnas bench proxies --ground-truth nats_bench.csv --json bench.json    # proxies vs NB201\n"
+        "  studentnas bench search --ground-truth nats_bench.csv --proxy zc_ensemble --json s.json\n"
         "  studentnas report runs/resnet101-5GFLOPs                   # report.png + report.html\n"
         "  studentnas list spaces|proxies|searchers|losses|teachers"))
     parser.add_argument("--version", action="version", version=f"studentnas {__version__}")
