@@ -226,27 +226,7 @@ class RayPool:
             raise
 
     def _connect(self, workers: int | None, address: str | None) -> None:
-        ray = self._ray
-        os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-        quiet = {"include_dashboard": False, "logging_level": logging.WARNING, "log_to_driver": True,
-                 "runtime_env": {"worker_process_setup_hook": SETUP_HOOK}}
-        if address is None:
-            # Ray turns token authentication on for a local instance and says so at WARNING level: that is the
-            # safe default, not news, so keep it out of the search's output.
-            logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(logging.ERROR)
-            ray.init(address="local", num_cpus=workers or 1, **quiet)  # "local": never join a cluster by accident
-        else:
-            quiet.pop("include_dashboard")
-            try:
-                ray.init(address=address, **quiet)
-            except (ConnectionError, TimeoutError, RuntimeError) as err:
-                if _caused_by(err, "AuthenticationError"):
-                    raise BadInputError(f"the Ray cluster at --ray-address '{address}' refused this client's "
-                                        "authentication token; set RAY_AUTH_MODE=token and RAY_AUTH_TOKEN (or "
-                                        "~/.ray/auth_token) to the cluster's token") from None
-                raise BadInputError(f"cannot connect to the Ray cluster at --ray-address '{address}': "
-                                    f"{_first_line(err)}; start it with `ray start --head` or drop --ray-address"
-                                    ) from None
+        init_ray(address, workers or 1)
         self._owns_ray = True
 
     def _spawn(self) -> None:
@@ -326,6 +306,32 @@ class RayPool:
                 pass
         if self._owns_ray:
             self._ray.shutdown()
+
+
+def init_ray(address: str | None, num_cpus: int) -> None:
+    """Start a local Ray with ``num_cpus`` CPUs (``address`` None; never joins a cluster by accident) or
+    connect to ``address``; every worker runs the torchvision shim first. An unreachable or refusing
+    cluster is a one-line ``BadInputError``. Shared by the search's pool and ``studentnas distill``."""
+    import ray
+
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    quiet = {"logging_level": logging.WARNING, "log_to_driver": True,
+             "runtime_env": {"worker_process_setup_hook": SETUP_HOOK}}
+    if address is None:
+        # Ray turns token authentication on for a local instance and says so at WARNING level: that is the
+        # safe default, not news, so keep it out of our output.
+        logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(logging.ERROR)
+        ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, **quiet)
+        return
+    try:
+        ray.init(address=address, **quiet)
+    except (ConnectionError, TimeoutError, RuntimeError) as err:
+        if _caused_by(err, "AuthenticationError"):
+            raise BadInputError(f"the Ray cluster at --ray-address '{address}' refused this client's authentication "
+                                "token; set RAY_AUTH_MODE=token and RAY_AUTH_TOKEN (or ~/.ray/auth_token) to the "
+                                "cluster's token") from None
+        raise BadInputError(f"cannot connect to the Ray cluster at --ray-address '{address}': {_first_line(err)}; "
+                            "start it with `ray start --head` or drop --ray-address") from None
 
 
 def _first_line(err: BaseException) -> str:

@@ -191,28 +191,13 @@ def _connect(address: str | None, cpus: int | None) -> bool:
     """
     import ray
 
-    from studentnas.parallel import SETUP_HOOK, _caused_by, _first_line
+    from studentnas.parallel import init_ray
 
     if ray.is_initialized():
         return False
-    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
-    quiet = {"logging_level": logging.WARNING, "log_to_driver": True,
-             "runtime_env": {"worker_process_setup_hook": SETUP_HOOK}}
-    if address is None:
-        logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(logging.ERROR)
-        ray.init(address="local", num_cpus=cpus or os.cpu_count() or 1, include_dashboard=False, **quiet)
-        return True
-    try:
-        ray.init(address=address, **quiet)
-    except (ConnectionError, TimeoutError, RuntimeError) as err:
-        if _caused_by(err, "AuthenticationError"):
-            raise BadInputError(f"the Ray cluster at --ray-address '{address}' refused this client's authentication "
-                                "token; set RAY_AUTH_MODE=token and RAY_AUTH_TOKEN (or ~/.ray/auth_token) to the "
-                                "cluster's token") from None
-        raise BadInputError(f"cannot connect to the Ray cluster at --ray-address '{address}': {_first_line(err)}; "
-                            "start it with `ray start --head` or drop --ray-address") from None
+    init_ray(address, cpus or os.cpu_count() or 1)
     return True
 
 
