@@ -1,0 +1,1 @@
+"""Puzzle teacher families, one file each (resnet, vit, gpt); they register in ``FAMILIES`` on import."""
