@@ -1,0 +1,23 @@
+"""A small decoder-only language model over bytes, a real text corpus and LM training (``studentnas lm``).
+
+Example:
+    >>> from studentnas.lm import create_lm, is_lm
+    >>> is_lm("gpt_tiny"), create_lm("gpt_tiny").config.dim
+    (True, 128)
+"""
+
+from studentnas.lm.model import (
+    GPT,
+    LMS,
+    MLP,
+    Block,
+    CausalSelfAttention,
+    GPTConfig,
+    create_lm,
+    is_lm,
+    lm_config,
+    load_lm,
+)
+
+__all__ = ["GPT", "LMS", "MLP", "Block", "CausalSelfAttention", "GPTConfig", "create_lm", "is_lm", "lm_config",
+           "load_lm"]
