@@ -6,6 +6,7 @@ PYTHON ?= python3
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.studentnas-installed
 FMNIST := /usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz
+FORTUNES := /usr/share/games/fortunes/science
 # torch and torchvision are pinned in the same pip command as the project, so an unpinned
 # dependency can never pull the CUDA build of torch (gigabytes).
 TORCH  := torch==2.13.0 torchvision==0.28.0
@@ -19,14 +20,18 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet --disable-pip-version-check $(TORCH) -e '.[dev]'
 	@touch $(STAMP)
 
-# Debian's dataset-fashion-mnist (real images, MIT licence) for tests and benchmarks.
+# Debian's dataset-fashion-mnist (real images, MIT licence) and fortunes (real English text for the
+# language model, BSD licence) for tests and benchmarks.
 data:
-	@if [ ! -f $(FMNIST) ]; then \
+	@missing=""; \
+	[ -f $(FMNIST) ] || missing="$$missing dataset-fashion-mnist"; \
+	[ -f $(FORTUNES) ] || missing="$$missing fortunes"; \
+	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dataset-fashion-mnist; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
 	  elif command -v sudo >/dev/null && sudo -n true 2>/dev/null; then \
-	    sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dataset-fashion-mnist; \
-	  else echo "warning: $(FMNIST) is missing; install Debian's dataset-fashion-mnist"; fi; \
+	    sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	  else echo "warning: Debian packages missing:$$missing; install them with apt-get"; fi; \
 	fi
 
 run: setup
