@@ -1,0 +1,376 @@
+"""``studentnas puzzle``: library -> BLD -> scoring -> MIP -> realise -> global KD, one resumable run.
+
+Everything lives in ``RUN/puzzle/`` (DESIGN.md §4):
+
+=========================  ==========================================================================
+``config.json``            the run's identity (teacher, family, data, sample counts, BLD settings, seed)
+``library.json``           parent layers and every replacement with its costs, quality and status
+``acts/{bld,score}/``      the teacher's hidden states at every layer boundary (memmaps, float16/32)
+``bld/<id>.{safetensors,json}``  each replacement's BLD weights and training record
+``scores.jsonl``           one line per scored replacement (the scoring journal; resume reads it)
+``solutions/<budget>.json``  MIP choice, re-check log, baselines and their measured quality
+``students/<budget>.{safetensors,json}``  the realised student (after global KD when asked)
+``puzzle.json``            summary of every budget solved in this run; ``pareto.png`` plots them
+=========================  ==========================================================================
+
+Every stage skips finished work, so a killed run continues where it stopped; ``mip_only`` re-solves a
+new budget from ``library.json`` without BLD or scoring (and without realising unless asked).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from studentnas.budget import Budget
+from studentnas.errors import BadInputError
+from studentnas.progress import Progress
+from studentnas.puzzle import costs as cost_mod
+from studentnas.puzzle.activations import ActivationStore
+from studentnas.puzzle.bld import BLDConfig, BLDJob, finished, load_trained, run_bld
+from studentnas.puzzle.decompose import Decomposed, Family, assemble, family_for
+from studentnas.puzzle.library import COST_KEYS, Entry, Library, Replacement
+from studentnas.puzzle.samples import PuzzleSamples, TeacherSpec, image_samples, teacher_spec, text_samples
+from studentnas.puzzle.scoring import evaluate_model, score_replacement
+from studentnas.run import write_json_atomic
+
+PUZZLE_DIR = "puzzle"
+
+
+@dataclass
+class PuzzleOptions:
+    """Settings of one ``studentnas puzzle`` call (the CLI flags)."""
+
+    teacher: str
+    budget: list[str]
+    out: str
+    data: str | None = None
+    teacher_checkpoint: str | None = None
+    image_size: int | None = None
+    library: dict[str, Any] = field(default_factory=dict)  # family options (widths, noop, merge, ...)
+    bld_samples: int = 1024
+    score_samples: int = 500
+    test_samples: int = 2000
+    bld: BLDConfig = field(default_factory=BLDConfig)
+    metric: str = "kl"
+    max_noops: int | None = None
+    random_baselines: int = 5
+    gkd_epochs: int = 1
+    gkd_steps: int = 200  # language models
+    workers: int = 1
+    ray_address: str | None = None
+    mip_only: bool = False
+    fresh: bool = False
+    seed: int = 0
+    quiet: bool = False
+
+
+def _say(quiet: bool) -> Callable[[str], None]:
+    return (lambda _m: None) if quiet else (lambda m: print(m, file=sys.stderr, flush=True))
+
+
+def _identity(opts: PuzzleOptions, spec: TeacherSpec, family: str) -> dict[str, Any]:
+    return {"teacher": spec.to_dict(), "family": family, "data": opts.data, "library": opts.library,
+            "bld_samples": opts.bld_samples, "score_samples": opts.score_samples, "bld": asdict(opts.bld),
+            "seed": opts.seed}
+
+
+def _check_identity(root: Path, identity: dict[str, Any], fresh: bool) -> None:
+    path = root / "config.json"
+    if fresh and root.exists():
+        shutil.rmtree(root)
+    if path.is_file():
+        old = json.loads(path.read_text()).get("identity")
+        new = json.loads(json.dumps(identity))
+        if old != new:
+            keys = sorted(k for k in set(old or {}) | set(new) if (old or {}).get(k) != new.get(k))
+            raise BadInputError(f"{root} holds a Puzzle run with other settings ({', '.join(keys)} differ); rerun "
+                                "with the same settings to resume, --fresh to start over, or another --out")
+    write_json_atomic(path, {"identity": identity, "versions": {"torch": torch.__version__}})
+
+
+def _library_skeleton(dec: Decomposed, family: Family, options: dict[str, Any], context: int | None,
+                      quiet: bool) -> Library:
+    """Every replacement with its block costs (quality comes later)."""
+    reps = family.replacements(dec, options)
+    entries = []
+    with Progress(total=len(reps), desc="library costs", quiet=quiet) as bar:
+        for rep in reps:
+            module = family.build(dec, rep)
+            entries.append(Entry(rep, costs=cost_mod.block_costs(module, dec.infos[rep.start].in_shape,
+                                                                 context=context)))
+            bar.update(1)
+    x = dec.example_input(1)
+    hidden_in = dec.infos[-1].out_shape
+    peak = cost_mod.peak_activation_mb([dec.prefix, *dec.layers, dec.suffix], x)
+    fixed = cost_mod.fixed_costs(dec.prefix, dec.suffix, hidden_in, dec.input_shape, dtype=dec.input_dtype,
+                                 peak_mb=peak)
+    return Library(family.name, list(dec.infos), entries, fixed, {"unknown_layers": [
+        i.name for i in dec.infos if i.kind == "unknown"]})
+
+
+class PuzzleRun:
+    """One Puzzle run directory; :meth:`run` does every stage that is not done yet."""
+
+    def __init__(self, opts: PuzzleOptions):
+        self.opts = opts
+        self.root = Path(opts.out) / PUZZLE_DIR
+        self.say = _say(opts.quiet)
+
+    # ------------------------------------------------------------------ setup
+
+    def _setup(self, need_data: bool) -> None:
+        opts = self.opts
+        self.budget = Budget.parse(opts.budget)
+        if opts.metric not in ("kl", "acc", "loss"):
+            raise BadInputError(f"--metric '{opts.metric}': must be kl (default), acc or loss")
+        self.spec = teacher_spec(opts.teacher, opts.teacher_checkpoint, image_size=opts.image_size,
+                                 num_classes=None, seed=opts.seed)
+        if not self.spec.is_lm and self.spec.num_classes is None and opts.data is not None:
+            from studentnas import data as data_mod
+
+            classes = len(data_mod.load_images(opts.data, "test", limit=None).classes)
+            self.spec = TeacherSpec(**{**self.spec.to_dict(), "num_classes": classes})
+        self.teacher = self.spec.load()
+        self.family = family_for(self.teacher)
+        self.dec = self.family.decompose(self.teacher, self.spec.input_shape)
+        unknown = [i.name for i in self.dec.infos if i.kind == "unknown"]
+        if unknown:
+            self.say(f"puzzle: the library does not understand {len(unknown)} block(s), kept as they are: "
+                     f"{', '.join(unknown)}")
+        self.samples: PuzzleSamples | None = None
+        if need_data:
+            self.samples = (text_samples(self.spec, opts.data, opts.bld_samples, opts.score_samples, opts.test_samples)
+                            if self.spec.is_lm else
+                            image_samples(self.spec, opts.data, opts.bld_samples, opts.score_samples,
+                                          opts.test_samples, opts.seed))
+
+    # ------------------------------------------------------------------ stages
+
+    def _library(self) -> Library:
+        path = self.root / "library.json"
+        if path.is_file():
+            return Library.from_dict(json.loads(path.read_text()))
+        lib = _library_skeleton(self.dec, self.family, self.opts.library, self.spec.context, self.opts.quiet)
+        lib.meta.update({"teacher": self.spec.name, "input_shape": list(self.spec.input_shape)})
+        write_json_atomic(path, lib.to_dict())
+        return lib
+
+    def _activations(self) -> None:
+        assert self.samples is not None
+        ident = {"teacher": self.spec.to_dict(), "data": self.opts.data, "seed": self.opts.seed}
+        ActivationStore(self.root, "bld").record(self.dec, self.samples.bld, {**ident, "set": "bld",
+                                                 "n": len(self.samples.bld)}, quiet=self.opts.quiet)
+        ActivationStore(self.root, "score").record(self.dec, self.samples.score, {**ident, "set": "score",
+                                                   "n": len(self.samples.score)}, dtype="float32",
+                                                   quiet=self.opts.quiet)
+
+    def _bld(self, lib: Library) -> dict[str, dict[str, Any]]:
+        jobs = [BLDJob(str(self.root), self.spec.to_dict(), self.family.name, e.replacement.to_dict(),
+                       asdict(self.opts.bld)) for e in lib.entries]
+        todo = sum(finished(self.root, e.replacement) is None for e in lib.entries)
+        self.say(f"puzzle: BLD of {len(jobs)} replacements ({todo} to train, {self.opts.bld.budget} samples each, "
+                 f"{'in this process' if self.opts.workers <= 1 and not self.opts.ray_address else 'on Ray'})")
+        results: dict[str, dict[str, Any]] = {}
+        with Progress(total=len(jobs), desc="BLD", quiet=self.opts.quiet) as bar:
+            def record(meta: dict[str, Any]) -> None:
+                results[meta["id"]] = meta
+                bar.update(1, nmse=float(meta.get("nmse", math.nan)))
+
+            run_bld(jobs, workers=self.opts.workers, ray_address=self.opts.ray_address, on_result=record)
+        return results
+
+    def _score(self, lib: Library, bld: dict[str, dict[str, Any]]) -> Library:
+        assert self.samples is not None
+        journal = self.root / "scores.jsonl"
+        done: dict[str, dict[str, Any]] = {}
+        if journal.is_file():
+            for line in journal.read_text().splitlines():
+                try:
+                    row = json.loads(line)
+                except ValueError:
+                    continue  # a torn last line
+                done[row["id"]] = row
+        store = ActivationStore(self.root, "score")
+        with Progress(total=len(lib.entries), desc="scoring", initial=0, quiet=self.opts.quiet) as bar, \
+                journal.open("a") as fh:
+            for entry in lib.entries:
+                rep = entry.replacement
+                if rep.id not in done:
+                    row = self._score_one(rep, bld.get(rep.id, {}), store)
+                    fh.write(json.dumps(row) + "\n")
+                    fh.flush()
+                    done[rep.id] = row
+                row = done[rep.id]
+                entry.quality, entry.status = dict(row.get("quality", {})), row["status"]
+                bar.update(1)
+        write_json_atomic(self.root / "library.json", lib.to_dict())
+        return lib
+
+    def _score_one(self, rep: Replacement, bld: dict[str, Any], store: ActivationStore) -> dict[str, Any]:
+        assert self.samples is not None
+        status = bld.get("status", "ok")
+        if status != "ok":
+            return {"id": rep.id, "label": rep.label, "status": status, "quality": {}}
+        module = load_trained(self.dec, self.family, rep, self.root)
+        quality = score_replacement(module, self.dec, rep, store, self.samples.score, self.samples.score_labels,
+                                    is_lm=self.spec.is_lm)
+        quality["nmse"] = float(bld.get("nmse", math.nan))
+        bad = [k for k, v in quality.items() if not math.isfinite(v)]
+        status = f"failed: non-finite {', '.join(bad)}" if bad else "ok"
+        return {"id": rep.id, "label": rep.label, "status": status,
+                "quality": {k: v for k, v in quality.items() if math.isfinite(v)}}
+
+    # ------------------------------------------------------------------ MIP and realisation
+
+    def _measure(self, chosen: Sequence[Entry], keys: Sequence[str]) -> dict[str, float]:
+        student = assemble(self.dec, self.family, [e.replacement for e in chosen])
+        return cost_mod.student_costs(student, self.spec.input_shape, dtype=self.spec.input_dtype,
+                                      context=self.spec.context, latency="latency_ms" in keys)
+
+    def _solve(self, lib: Library) -> dict[str, Any]:
+        from studentnas.puzzle import baselines, mip
+
+        limits = mip.limits_from_budget(self.budget, lib)
+        start = time.perf_counter()
+        solution, measured, log = mip.solve_with_recheck(
+            lib, limits, lambda chosen: self._measure(chosen, list(limits)), metric=self.opts.metric,
+            max_noops=self.opts.max_noops)
+        seconds = time.perf_counter() - start
+        greedy = baselines.greedy(lib, {k: v for k, v in log[-1]["limits"].items()}, metric=self.opts.metric)
+        rng = np.random.default_rng(self.opts.seed)
+        randoms = baselines.random_feasible(lib, log[-1]["limits"], rng, n=self.opts.random_baselines)
+        return {"budget": self.budget.texts, "limits": limits, "metric": self.opts.metric, "mip": solution.to_dict(),
+                "measured": measured, "recheck_log": log, "solve_and_recheck_seconds": seconds,
+                "greedy": greedy.to_dict(), "random": [r.to_dict() for r in randoms]}
+
+    def _evaluate_choice(self, lib: Library, ids: Sequence[str]) -> tuple[Any, dict[str, Any]]:
+        assert self.samples is not None
+        from studentnas.puzzle.realise import realise, recalibrate_bn
+
+        by_id = lib.by_id()
+        chosen = [by_id[i].replacement for i in ids]
+        student = realise(self.dec, self.family, chosen, self.root)
+        recalibrate_bn(student, self.samples.bld)
+        quality = evaluate_model(student, self.teacher, self.samples.test, self.samples.test_labels,
+                                 is_lm=self.spec.is_lm)
+        return student, quality
+
+    def run(self) -> dict[str, Any]:
+        opts = self.opts
+        start = time.perf_counter()
+        if opts.mip_only:
+            return self._mip_only()
+        self._setup(need_data=True)
+        self.root.mkdir(parents=True, exist_ok=True)
+        _check_identity(self.root, _identity(opts, self.spec, self.family.name), opts.fresh)
+        lib = self._library()
+        self._activations()
+        bld = self._bld(lib)
+        lib = self._score(lib, bld)
+        return self._finish(lib, start, realise_students=True)
+
+    def _mip_only(self) -> dict[str, Any]:
+        path = self.root / "library.json"
+        if not path.is_file():
+            raise BadInputError(f"--mip-only needs a scored library, but {path} does not exist; run `studentnas "
+                                "puzzle` without --mip-only first")
+        lib = Library.from_dict(json.loads(path.read_text()))
+        if not any(e.quality for e in lib.entries):
+            raise BadInputError(f"{path} has no scores yet (the run stopped before scoring); rerun without --mip-only")
+        config = json.loads((self.root / "config.json").read_text())["identity"]
+        self.opts.teacher, self.opts.data = config["teacher"]["name"], config["data"]
+        self.budget = Budget.parse(self.opts.budget)
+        self.spec = TeacherSpec.from_dict(config["teacher"])
+        self.teacher = self.spec.load()
+        self.family = family_for(self.teacher, config["family"])
+        self.dec = self.family.decompose(self.teacher, self.spec.input_shape)
+        self.samples = None
+        return self._finish(lib, time.perf_counter(), realise_students=False)
+
+    def _finish(self, lib: Library, start: float, realise_students: bool) -> dict[str, Any]:
+        result = self._solve(lib)
+        slug = self.budget.slug()
+        self.say(f"puzzle: MIP under {self.budget.describe()}: {result['mip']['objective']:.4g} summed "
+                 f"{self.opts.metric} in {result['solve_and_recheck_seconds']:.2f} s "
+                 f"({len(result['recheck_log'])} solve(s)); measured {cost_mod.summarize(result['measured'])}")
+        if realise_students:
+            result["evaluation"] = self._realise(lib, result, slug)
+        write_json_atomic(self.root / "solutions" / f"{slug}.json", result)
+        summary = self._summary(lib, result, slug, time.perf_counter() - start)
+        return summary
+
+    def _realise(self, lib: Library, result: dict[str, Any], slug: str) -> dict[str, Any]:
+        from studentnas.puzzle.realise import export_puzzle_student
+
+        assert self.samples is not None
+        evaluation: dict[str, Any] = {"teacher": evaluate_model(self.teacher, self.teacher, self.samples.test,
+                                                                self.samples.test_labels, is_lm=self.spec.is_lm)}
+        student, evaluation["mip"] = self._evaluate_choice(lib, result["mip"]["ids"])
+        _, evaluation["greedy"] = self._evaluate_choice(lib, result["greedy"]["ids"])
+        evaluation["random"] = [self._evaluate_choice(lib, r["ids"])[1] for r in result["random"]]
+        evaluation["mip_after_gkd"], evaluation["gkd"] = self._global_kd(student)
+        chosen = [lib.by_id()[i].replacement for i in result["mip"]["ids"]]
+        out = self.root / "students" / f"{slug}.safetensors"
+        export_puzzle_student(out, student, self.spec, self.family.name, chosen, {
+            "budget": self.budget.texts, "costs": result["measured"], "quality_before_gkd": evaluation["mip"],
+            "quality_after_gkd": evaluation["mip_after_gkd"], "teacher_quality": evaluation["teacher"],
+            "data": self.opts.data})
+        evaluation["file"] = str(out)
+        return evaluation
+
+    def _global_kd(self, student: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+        assert self.samples is not None
+        if self.spec.is_lm:
+            from studentnas.puzzle.realise import global_kd_lm
+
+            info = global_kd_lm(student, self.teacher, self.samples.bld, steps=self.opts.gkd_steps, seed=self.opts.seed)
+        else:
+            info = self._global_kd_images(student)
+        quality = evaluate_model(student, self.teacher, self.samples.test, self.samples.test_labels,
+                                 is_lm=self.spec.is_lm)
+        return quality, info
+
+    def _global_kd_images(self, student: Any) -> dict[str, Any]:
+        from studentnas.distill.trainer import Batches, TrainConfig, train
+        from studentnas.puzzle.samples import bld_image_set
+
+        data = bld_image_set(self.opts.data, self.opts.bld_samples, self.opts.seed)
+
+        batches = Batches(data, self.spec.input_shape, self.spec.mean, self.spec.std, 64, shuffle=True,
+                          seed=self.opts.seed, drop_last=True)
+        config = TrainConfig(epochs=self.opts.gkd_epochs, batch_size=64, lr=0.01, weight_decay=5e-4, ce_weight=0.5,
+                             losses=({"name": "kd", "weight": 1.0, "temperature": 1.0},), seed=self.opts.seed)
+        started = time.perf_counter()
+        result = train(student, batches, None, config, teacher=self.teacher)
+        student.eval()
+        return {"epochs": self.opts.gkd_epochs, "images": self.opts.gkd_epochs * batches.num_images,
+                "train_config": config.to_dict(), "last": result.last, "seconds": time.perf_counter() - started}
+
+    def _summary(self, lib: Library, result: dict[str, Any], slug: str, seconds: float) -> dict[str, Any]:
+        path = self.root / "puzzle.json"
+        summary = json.loads(path.read_text()) if path.is_file() else {"solutions": {}}
+        summary.update({"teacher": self.spec.to_dict(), "family": lib.family, "layers": lib.num_layers,
+                        "entries": len(lib.entries), "failed_entries": sum(not e.ok for e in lib.entries),
+                        "teacher_costs": {k: lib.teacher_cost(k) for k in COST_KEYS}})
+        row = {k: result[k] for k in ("budget", "limits", "metric", "measured", "solve_and_recheck_seconds")}
+        row["mip_objective"] = result["mip"]["objective"]
+        row["greedy_objective"] = result["greedy"]["objective"]
+        row["random_objectives"] = [r["objective"] for r in result["random"]]
+        if "evaluation" in result:
+            row["evaluation"] = {k: v for k, v in result["evaluation"].items() if k != "gkd"}
+        summary["solutions"][slug] = row
+        summary["seconds_last_call"] = seconds
+        write_json_atomic(path, summary)
+        summary["last"] = slug
+        return summary

@@ -1,0 +1,140 @@
+"""Realising a Puzzle choice: assemble the student from BLD weights, recalibrate BN, export, global KD.
+
+* :func:`realise` builds the :class:`~studentnas.puzzle.decompose.Assembled` student from the chosen
+  replacements with their BLD weights; prefix and suffix are copies of the teacher's, so training the
+  student never touches the teacher.
+* :func:`recalibrate_bn` re-estimates every BatchNorm's running statistics on training samples
+  (cumulative average, no gradient): stitched blocks were trained on the teacher's activations, so
+  their statistics drift once they feed each other (METHODS.md §3.9).
+* :func:`export_puzzle_student` writes ``<name>.safetensors`` + ``<name>.json`` (teacher, family, chosen
+  replacements, costs, quality) and :func:`load_puzzle_student` rebuilds the module from them.
+* :func:`global_kd` is the short global distillation (METHODS.md §3.8): for image teachers it is the
+  ``studentnas distill`` trainer (:func:`studentnas.distill.trainer.train`) with Hinton KD at temperature
+  1 plus cross-entropy; for LMs, KL(teacher || student) on next-byte logits with AdamW.
+
+Example:
+    >>> import torch
+    >>> from torch import nn
+    >>> net = nn.Sequential(nn.Conv2d(1, 2, 1), nn.BatchNorm2d(2))
+    >>> recalibrate_bn(net, torch.randn(40, 1, 4, 4) * 3 + 1, batch_size=8)
+    >>> round(float(net[1].running_var.mean()), 1) > 1.0, net.training
+    (True, False)
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from studentnas.errors import BadInputError
+from studentnas.export import read_student_meta, write_student
+from studentnas.puzzle.bld import kl_logits, load_trained
+from studentnas.puzzle.decompose import Assembled, Decomposed, Family, family_for
+from studentnas.puzzle.library import Replacement
+from studentnas.puzzle.samples import TeacherSpec
+
+META_KEY = "studentnas_puzzle"
+
+
+def realise(dec: Decomposed, family: Family, chosen: Sequence[Replacement], root: str | Path) -> Assembled:
+    """The student for ``chosen`` (covering every layer once) with BLD weights, independent of the teacher."""
+    order = sorted(chosen, key=lambda r: r.start)
+    position = 0
+    for rep in order:
+        if rep.start != position:
+            raise BadInputError(f"the chosen replacements leave layer {position} "
+                                f"{'uncovered' if rep.start > position else 'covered twice'}; re-solve the MIP")
+        position = rep.end
+    if position != len(dec.layers):
+        raise BadInputError(f"the chosen replacements end at layer {position - 1} of {len(dec.layers)}")
+    blocks = [load_trained(dec, family, rep, root) for rep in order]
+    student = Assembled(copy.deepcopy(dec.prefix), blocks, copy.deepcopy(dec.suffix),
+                        [(r.start, r.end) for r in order])
+    for p in student.parameters():
+        p.requires_grad_(True)
+    return student.eval()
+
+
+def recalibrate_bn(model: nn.Module, inputs: torch.Tensor, batch_size: int = 64, max_batches: int = 200) -> None:
+    """Reset and re-estimate BatchNorm running statistics on ``inputs`` (no-op without BatchNorm)."""
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if not norms:
+        model.eval()
+        return
+    saved = [m.momentum for m in norms]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative moving average over the batches below
+    model.train()
+    with torch.no_grad():
+        for i, start in enumerate(range(0, len(inputs), batch_size)):
+            if i >= max_batches:
+                break
+            model(inputs[start : start + batch_size])
+    for m, momentum in zip(norms, saved, strict=True):
+        m.momentum = momentum
+    model.eval()
+
+
+def export_puzzle_student(out: str | Path, student: Assembled, spec: TeacherSpec, family: str,
+                          chosen: Sequence[Replacement], info: dict[str, Any]) -> Path:
+    """Write the student's weights and a JSON sidecar that :func:`load_puzzle_student` rebuilds it from."""
+    meta = {"format": 1, "kind": "puzzle", "teacher": spec.to_dict(), "family": family,
+            "replacements": [r.to_dict() for r in sorted(chosen, key=lambda r: r.start)],
+            "input_shape": list(spec.input_shape), **info}
+    return write_student(out, student, meta, key=META_KEY)
+
+
+def load_puzzle_student(path: str | Path) -> Assembled:
+    """Rebuild an exported Puzzle student (the teacher's architecture is rebuilt, its weights replaced)."""
+    from safetensors.torch import load_file
+
+    meta = read_student_meta(path)
+    if meta.get("kind") != "puzzle":
+        raise BadInputError(f"'{path}' is not a Puzzle student (no 'kind: puzzle' in its metadata); "
+                            "use studentnas.export.load_student for searched students")
+    spec = TeacherSpec.from_dict({**meta["teacher"], "checkpoint": None})
+    model = spec.load()
+    family = family_for(model, meta["family"])
+    dec = family.decompose(model, spec.input_shape)
+    chosen = [Replacement.from_dict(r) for r in meta["replacements"]]
+    student = Assembled(copy.deepcopy(dec.prefix), [family.build(dec, r) for r in chosen], copy.deepcopy(dec.suffix),
+                        [(r.start, r.end) for r in chosen])
+    try:
+        student.load_state_dict(load_file(str(path)), strict=True)
+    except Exception as err:  # noqa: BLE001 - corrupt or foreign file
+        raise BadInputError(f"'{path}' does not load into its recorded Puzzle architecture "
+                            f"({type(err).__name__}); export it again") from None
+    return student.eval()
+
+
+def global_kd_lm(student: nn.Module, teacher: nn.Module, sequences: torch.Tensor, *, steps: int, batch_size: int = 16,
+                 lr: float = 3e-4, seed: int = 0) -> dict[str, Any]:
+    """KL(teacher || student) on next-byte logits over random windows of ``sequences`` (AdamW, cosine LR)."""
+    gen = torch.Generator().manual_seed(seed)
+    opt = torch.optim.AdamW([p for p in student.parameters() if p.requires_grad], lr=lr, weight_decay=0.0)
+    teacher.eval()
+    student.train()
+    start, curve = time.perf_counter(), []
+    for step in range(steps):
+        for group in opt.param_groups:
+            group["lr"] = lr * 0.5 * (1 + math.cos(math.pi * step / max(1, steps)))
+        index = torch.randint(len(sequences), (min(batch_size, len(sequences)),), generator=gen)
+        x = sequences[index]
+        with torch.no_grad():
+            target = teacher(x)
+        loss = kl_logits(student(x), target)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        curve.append(float(loss))
+    student.eval()
+    return {"steps": steps, "tokens": steps * min(batch_size, len(sequences)) * sequences.shape[1],
+            "final_kl": curve[-1] if curve else None, "seconds": time.perf_counter() - start}
