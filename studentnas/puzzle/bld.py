@@ -12,7 +12,9 @@ any node that sees the run directory. Inputs and targets are read from the on-di
   other spans fall back to ``nmse``.
 * **Budget**: ``budget`` samples seen per replacement (images, or sequences of the LM's context: tokens
   = budget x context), drawn without replacement per step from the cached set; AdamW with linear
-  warm-up (5 % of the steps) and cosine decay to 10 % of ``lr``. BatchNorm trains in train mode.
+  warm-up (5 % of the steps) and cosine decay to 10 % of ``lr``.
+* **BatchNorm** layers train in train mode (batch statistics); afterwards their running statistics are
+  re-estimated on the teacher's inputs, so that eval mode matches what the weights were trained under.
 * **Held-out**: the normalised MSE on the ``score`` set's activations is recorded as ``nmse``.
 * **Resumable**: the result of each replacement is ``bld/<id>.safetensors`` plus ``bld/<id>.json``, both
   written atomically; a finished replacement is never retrained. ``teacher`` entries are the parent
@@ -169,6 +171,17 @@ def _save(path: Path, module: nn.Module) -> None:
     os.replace(tmp, path)
 
 
+def _recalibrate_bn(module: nn.Module, store: ActivationStore, layer: int, batch_size: int,
+                    max_batches: int = 32) -> None:
+    """Re-estimate the module's BatchNorm statistics on the teacher's inputs after training, so that
+    eval mode (scoring, the assembled student) sees the statistics the weights were trained under."""
+    from studentnas.puzzle.realise import recalibrate_bn
+
+    n = store.shape(layer)[0]
+    rows = min(n, batch_size * max_batches)
+    recalibrate_bn(module, store.batch(layer, slice(0, rows)), batch_size=batch_size)
+
+
 def _trainable(module: nn.Module) -> list[nn.Parameter]:
     return [p for p in module.parameters() if p.requires_grad]
 
@@ -231,7 +244,9 @@ def _train(job: BLDJob, rep: Replacement) -> dict[str, Any]:
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-            curve.append(float(loss))
+            curve.append(loss.item())
+    if params:
+        _recalibrate_bn(module, train_store, rep.start, config.batch_size)
     weights, meta_path = result_paths(job.root, rep)
     weights.parent.mkdir(parents=True, exist_ok=True)
     has_weights = bool(params)

@@ -119,6 +119,11 @@ def _library_skeleton(dec: Decomposed, family: Family, options: dict[str, Any], 
         i.name for i in dec.infos if i.kind == "unknown"]})
 
 
+def _ids(solution: dict[str, Any]) -> list[str]:
+    """Replacement ids of a solution's ``to_dict()`` form."""
+    return [chosen["id"] for chosen in solution["chosen"]]
+
+
 class PuzzleRun:
     """One Puzzle run directory; :meth:`run` does every stage that is not done yet."""
 
@@ -316,11 +321,11 @@ class PuzzleRun:
         assert self.samples is not None
         evaluation: dict[str, Any] = {"teacher": evaluate_model(self.teacher, self.teacher, self.samples.test,
                                                                 self.samples.test_labels, is_lm=self.spec.is_lm)}
-        student, evaluation["mip"] = self._evaluate_choice(lib, result["mip"]["ids"])
-        _, evaluation["greedy"] = self._evaluate_choice(lib, result["greedy"]["ids"])
-        evaluation["random"] = [self._evaluate_choice(lib, r["ids"])[1] for r in result["random"]]
+        student, evaluation["mip"] = self._evaluate_choice(lib, _ids(result["mip"]))
+        _, evaluation["greedy"] = self._evaluate_choice(lib, _ids(result["greedy"]))
+        evaluation["random"] = [self._evaluate_choice(lib, _ids(r))[1] for r in result["random"]]
         evaluation["mip_after_gkd"], evaluation["gkd"] = self._global_kd(student)
-        chosen = [lib.by_id()[i].replacement for i in result["mip"]["ids"]]
+        chosen = [lib.by_id()[i].replacement for i in _ids(result["mip"])]
         out = self.root / "students" / f"{slug}.safetensors"
         export_puzzle_student(out, student, self.spec, self.family.name, chosen, {
             "budget": self.budget.texts, "costs": result["measured"], "quality_before_gkd": evaluation["mip"],
@@ -350,7 +355,7 @@ class PuzzleRun:
         batches = Batches(data, self.spec.input_shape, self.spec.mean, self.spec.std, 64, shuffle=True,
                           seed=self.opts.seed, drop_last=True)
         config = TrainConfig(epochs=self.opts.gkd_epochs, batch_size=64, lr=0.01, weight_decay=5e-4, ce_weight=0.5,
-                             losses=({"name": "kd", "weight": 1.0, "temperature": 1.0},), seed=self.opts.seed)
+                             losses=({"name": "kd", "weight": 1.0, "T": 1.0},), seed=self.opts.seed)
         started = time.perf_counter()
         result = train(student, batches, None, config, teacher=self.teacher)
         student.eval()

@@ -134,7 +134,7 @@ def global_kd_lm(student: nn.Module, teacher: nn.Module, sequences: torch.Tensor
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        curve.append(float(loss))
+        curve.append(loss.item())
     student.eval()
     return {"steps": steps, "tokens": steps * min(batch_size, len(sequences)) * sequences.shape[1],
             "final_kl": curve[-1] if curve else None, "seconds": time.perf_counter() - start}
