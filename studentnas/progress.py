@@ -17,7 +17,7 @@ class Progress:
     """Counts finished units of work. ``update(n, **stats)`` shows ``stats`` beside the count."""
 
     def __init__(self, total: int, desc: str, quiet: bool = False, initial: int = 0, stream: TextIO | None = None,
-                 log_every: float = 10.0):
+                 log_every: float = 10.0, unit: str = "cand"):
         self.total, self.desc, self.quiet, self.count = total, desc, quiet, initial
         self.stream = stream or sys.stderr
         self.log_every = log_every
@@ -29,7 +29,7 @@ class Progress:
             from tqdm import tqdm
 
             self._bar = tqdm(total=total, initial=initial, desc=desc, file=self.stream, dynamic_ncols=True,
-                             unit="cand")
+                             unit=unit)
 
     def update(self, n: int = 1, **stats: Any) -> None:
         self.count += n
