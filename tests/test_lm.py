@@ -203,6 +203,8 @@ def test_training_is_deterministic_per_seed(small_text: Path, tmp_path: Path) ->
     wa, wb = (load_lm("gpt_tiny", tmp_path / f"{n}.safetensors").state_dict() for n in "ab")
     assert all(torch.equal(wa[k], wb[k]) for k in wa)
     assert load_lm("gpt_tiny", tmp_path / "a.safetensors").config.context == 32  # the stored config is used
+    with pytest.raises(BadInputError, match="trained as 'gpt_tiny', not 'gpt_small'; pass --model gpt_tiny"):
+        load_lm("gpt_small", tmp_path / "a.safetensors")
 
 
 @pytest.fixture

@@ -214,8 +214,8 @@ def create_lm(name: str, **overrides: Any) -> GPT:
     return GPT(lm_config(name, **overrides))
 
 
-def read_lm_config(path: str | Path) -> GPTConfig | None:
-    """The config stored in a ``.safetensors`` LM checkpoint's metadata (None for other files or none stored)."""
+def read_lm_meta(path: str | Path) -> dict[str, Any] | None:
+    """The metadata ``studentnas lm train`` stores in a ``.safetensors`` checkpoint (None for other files)."""
     path = Path(path)
     if path.suffix != ".safetensors" or not path.is_file():
         return None
@@ -230,10 +230,12 @@ def read_lm_config(path: str | Path) -> GPTConfig | None:
     if raw is None:
         return None
     try:
-        return GPTConfig.from_dict(json.loads(raw)["config"])
+        meta = json.loads(raw)
+        meta["config"] = GPTConfig.from_dict(meta["config"])
     except (ValueError, KeyError, TypeError) as err:
         raise BadInputError(f"LM checkpoint '{path}' has unreadable metadata ({err}); "
                             "train it again with `studentnas lm train`") from None
+    return meta
 
 
 def load_lm(name: str, checkpoint: str | Path | None = None) -> GPT:
@@ -248,9 +250,12 @@ def load_lm(name: str, checkpoint: str | Path | None = None) -> GPT:
     config = lm_config(name)
     if checkpoint is None:
         return GPT(config).eval()
-    stored = read_lm_config(checkpoint)
-    if stored is not None:
-        config = stored
+    meta = read_lm_meta(checkpoint)
+    if meta is not None:
+        if meta.get("model", name) != name:
+            raise BadInputError(f"LM checkpoint '{checkpoint}' was trained as '{meta['model']}', not '{name}'; "
+                                f"pass --model {meta['model']}")
+        config = meta["config"]
     state = read_state_dict(checkpoint)
     model = GPT(config)
     own = model.state_dict()

@@ -198,9 +198,10 @@ def train_lm(out: str | Path, *, model: str = "gpt_tiny", data: str = "fortunes"
                            weight_decay=weight_decay, context=context, seed=seed)
     for name, value in (("eval_every", eval_every), ("eval_windows", eval_windows),
                         ("checkpoint_every", checkpoint_every)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < (1 if name != "eval_every" else 0):
+        low = 0 if name == "eval_every" else 1
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
             flag = name.replace("_", "-")
-            raise BadInputError(f"--{flag} {value!r}: must be a whole number >= 1, e.g. --{flag} 100")
+            raise BadInputError(f"--{flag} {value!r}: must be a whole number >= {low}, e.g. --{flag} 100")
     out = _check_out(out)
     ckpt_path = out.with_name(out.name + ".ckpt") / CHECKPOINT
     if ckpt_path.is_file() and not resume:
