@@ -33,6 +33,7 @@ from typing import Any
 
 COST_KEYS = ("params", "macs", "latency_ms", "memory_mb")
 QUALITY_KEYS = ("kl", "nmse", "acc", "loss")
+NOOP_KINDS = frozenset({"noop", "block_noop"})
 LOWER_IS_BETTER = {"kl": True, "nmse": True, "loss": True, "acc": False}
 
 
@@ -98,7 +99,8 @@ class Replacement:
 
     @property
     def is_noop(self) -> bool:
-        return self.kind == "noop"
+        """A replacement that removes its span (``noop``, or ``block_noop`` for a whole transformer block)."""
+        return self.kind in NOOP_KINDS
 
     @property
     def label(self) -> str:
