@@ -56,6 +56,10 @@ def test_run_directory_holds_every_stage(resnet_run: Path) -> None:
     assert solution["mip"]["objective"] <= solution["greedy"]["objective"] + 1e-9
     assert all(solution["mip"]["objective"] <= r["objective"] + 1e-9 for r in solution["random"])
     assert {"teacher", "mip", "mip_after_gkd", "greedy", "random"} <= set(solution["evaluation"])
+    assert (root / "pareto.png").stat().st_size > 10_000
+    points = json.loads((root / "pareto_points.json").read_text())["points"]
+    # MIP, MIP + global KD, greedy and the 2 random selections of the one budget
+    assert sorted(p["kind"] for p in points) == ["Puzzle MIP", "Puzzle MIP + global KD", "greedy", "random", "random"]
     summary = json.loads((root / "puzzle.json").read_text())
     assert summary["solutions"]["50pctmacs"]["measured"]["macs"] <= 0.5 * summary["teacher_costs"]["macs"] + 1
 

@@ -372,10 +372,16 @@ class PuzzleRun:
         row["mip_objective"] = result["mip"]["objective"]
         row["greedy_objective"] = result["greedy"]["objective"]
         row["random_objectives"] = [r["objective"] for r in result["random"]]
+        row["greedy_macs"] = result["greedy"]["costs"]["macs"]  # by the tables; only the MIP's is re-measured
+        row["random_macs"] = [r["costs"]["macs"] for r in result["random"]]
         if "evaluation" in result:
             row["evaluation"] = {k: v for k, v in result["evaluation"].items() if k != "gkd"}
         summary["solutions"][slug] = row
         summary["seconds_last_call"] = seconds
         write_json_atomic(path, summary)
+        if "evaluation" in row:
+            from studentnas.puzzle.plot import write_pareto_plot
+
+            write_pareto_plot(self.root.parent)
         summary["last"] = slug
         return summary
