@@ -133,6 +133,17 @@ def estimate_peak_memory_mb(model: nn.Module, input_size: tuple[int, int, int]) 
     """Peak batch-1 inference memory in MB (1e6 bytes): weights and buffers plus the largest
     input+output activation pair of any leaf module, recorded with forward hooks."""
     weight_bytes = sum(t.numel() * t.element_size() for t in [*model.parameters(), *model.buffers()])
+    was_training = model.training
+    model.eval()
+    try:
+        peak = peak_activation_bytes(model, torch.zeros(1, *input_size))
+    finally:
+        model.train(was_training)
+    return (weight_bytes + peak) / 1e6
+
+
+def peak_activation_bytes(model: nn.Module, x: torch.Tensor) -> int:
+    """The largest input+output activation pair of any leaf module during ``model(x)`` (no grad, as is)."""
     peak = 0
 
     def hook(_mod: nn.Module, inputs: tuple, output: Any) -> None:
@@ -144,10 +155,9 @@ def estimate_peak_memory_mb(model: nn.Module, input_size: tuple[int, int, int]) 
 
     handles = [m.register_forward_hook(hook) for m in model.modules() if not list(m.children())]
     try:
-        model.eval()
         with torch.inference_mode():
-            model(torch.zeros(1, *input_size))
+            model(x)
     finally:
         for h in handles:
             h.remove()
-    return (weight_bytes + peak) / 1e6
+    return peak

@@ -25,12 +25,11 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
 
 import torch
 from torch import nn
 
-from studentnas.cost import count_params
+from studentnas.cost import count_params, peak_activation_bytes
 
 MB = 1e6
 
@@ -101,25 +100,15 @@ def block_costs(module: nn.Module, in_shape: tuple[int, ...], *, dtype: torch.dt
 def peak_activation_mb(modules: list[nn.Module], x: torch.Tensor) -> float:
     """The largest input+output activation pair of any leaf module while running ``modules`` in a chain."""
     peak = 0
-
-    def hook(_mod: nn.Module, inputs: tuple, output: Any) -> None:
-        nonlocal peak
-        size = sum(t.numel() * t.element_size() for t in inputs if torch.is_tensor(t))
-        if torch.is_tensor(output):
-            size += output.numel() * output.element_size()
-        peak = max(peak, size)
-
-    handles = [m.register_forward_hook(hook) for mod in modules for m in mod.modules() if not list(m.children())]
-    try:
-        with torch.inference_mode():
-            for mod in modules:
-                was = mod.training
-                mod.eval()
+    for mod in modules:
+        was = mod.training
+        mod.eval()
+        try:
+            peak = max(peak, peak_activation_bytes(mod, x))
+            with torch.inference_mode():
                 x = mod(x)
-                mod.train(was)
-    finally:
-        for h in handles:
-            h.remove()
+        finally:
+            mod.train(was)
     return peak / MB
 
 

@@ -147,15 +147,21 @@ def family_for(model: nn.Module, name: str | None = None) -> Family:
                         f"{', '.join(FAMILIES.list())} (timm ResNets, timm ViTs, the project's GPT LM)")
 
 
-def assemble(dec: Decomposed, family: Family, chosen: Sequence[Replacement]) -> Assembled:
-    """Build the student for ``chosen`` replacements, which must cover every parent layer exactly once."""
+def ordered_cover(chosen: Sequence[Replacement], num_layers: int) -> list[Replacement]:
+    """``chosen`` sorted by first layer; a :class:`BadInputError` unless it covers every layer exactly once."""
     order = sorted(chosen, key=lambda r: r.start)
     position = 0
     for rep in order:
         if rep.start != position:
-            raise BadInputError(f"replacements must cover layers 0..{len(dec.layers) - 1} exactly once; "
-                                f"layer {position} is {'missing' if rep.start > position else 'covered twice'}")
+            raise BadInputError(f"replacements must cover layers 0..{num_layers - 1} exactly once; layer {position} "
+                                f"is {'uncovered' if rep.start > position else 'covered twice'}; re-solve the MIP")
         position = rep.end
-    if position != len(dec.layers):
-        raise BadInputError(f"replacements stop at layer {position - 1}, the teacher has {len(dec.layers)} layers")
+    if position != num_layers:
+        raise BadInputError(f"replacements stop at layer {position - 1}, the teacher has {num_layers} layers")
+    return order
+
+
+def assemble(dec: Decomposed, family: Family, chosen: Sequence[Replacement]) -> Assembled:
+    """Build the student for ``chosen`` replacements, which must cover every parent layer exactly once."""
+    order = ordered_cover(chosen, len(dec.layers))
     return Assembled(dec.prefix, [family.build(dec, r) for r in order], dec.suffix, [(r.start, r.end) for r in order])

@@ -36,7 +36,7 @@ from torch import nn
 from studentnas.errors import BadInputError
 from studentnas.export import read_student_meta, write_student
 from studentnas.puzzle.bld import kl_logits, load_trained
-from studentnas.puzzle.decompose import Assembled, Decomposed, Family, family_for
+from studentnas.puzzle.decompose import Assembled, Decomposed, Family, family_for, ordered_cover
 from studentnas.puzzle.library import Replacement
 from studentnas.puzzle.samples import TeacherSpec
 
@@ -45,15 +45,7 @@ META_KEY = "studentnas_puzzle"
 
 def realise(dec: Decomposed, family: Family, chosen: Sequence[Replacement], root: str | Path) -> Assembled:
     """The student for ``chosen`` (covering every layer once) with BLD weights, independent of the teacher."""
-    order = sorted(chosen, key=lambda r: r.start)
-    position = 0
-    for rep in order:
-        if rep.start != position:
-            raise BadInputError(f"the chosen replacements leave layer {position} "
-                                f"{'uncovered' if rep.start > position else 'covered twice'}; re-solve the MIP")
-        position = rep.end
-    if position != len(dec.layers):
-        raise BadInputError(f"the chosen replacements end at layer {position - 1} of {len(dec.layers)}")
+    order = ordered_cover(chosen, len(dec.layers))
     blocks = [load_trained(dec, family, rep, root) for rep in order]
     student = Assembled(copy.deepcopy(dec.prefix), blocks, copy.deepcopy(dec.suffix),
                         [(r.start, r.end) for r in order])
