@@ -32,6 +32,19 @@ def worker_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
+def ray_worker_name() -> str:
+    """``host:pid@node_ip/node_id`` (12 hex digits of the Ray node id) inside a Ray worker or driver that
+    joined Ray; plain ``host:pid`` otherwise. Recorded by search candidates, distill trials and BLD."""
+    try:
+        import ray
+    except ImportError:
+        return worker_name()
+    if not ray.is_initialized():
+        return worker_name()
+    node = ray.get_runtime_context().get_node_id()[:12]
+    return f"{worker_name()}@{ray.util.get_node_ip_address()}/{node}"
+
+
 @dataclass(frozen=True)
 class Candidate:
     """An evaluated architecture. ``status`` is ``ok``, ``failed`` (with ``reason``) or ``infeasible``."""

@@ -345,9 +345,22 @@ def _run_lm(args: argparse.Namespace) -> int:
     return run_lm(args)
 
 
+def _add_puzzle(sub: argparse._SubParsersAction) -> None:
+    from studentnas.puzzle.commands import add_puzzle
+
+    add_puzzle(sub, _Parser)
+
+
+def _run_puzzle(args: argparse.Namespace) -> int:
+    from studentnas.puzzle.commands import run_puzzle
+
+    return run_puzzle(args)
+
+
 COMMANDS = {"search": (_add_search, _run_search), "pick": (_add_pick, _run_pick),
             "export": (_add_export, _run_export), "teacher": (_add_teacher, _run_teacher),
             "distill": (_add_distill, _run_distill), "lm": (_add_lm, _run_lm),
+            "puzzle": (_add_puzzle, _run_puzzle),
             "bench": (_add_bench, _run_bench), "report": (_add_report, _run_report),
             "list": (_add_list, _run_list)}
 
@@ -362,6 +375,8 @@ def build_parser() -> argparse.ArgumentParser:
         "  studentnas export runs/resnet101-5GFLOPs --rank 1 --out s.safetensors\n"
         "  studentnas teacher train --model resnet18 --data fashion-mnist --image-size 32 --out t.safetensors\n"
         "  studentnas distill runs/resnet101-5GFLOPs --top 2 --data fashion-mnist --baseline   # KD + HPO, Ray Tune\n"
+        "  studentnas puzzle --teacher resnet26 --teacher-checkpoint t.safetensors --data fashion-mnist "
+        "--budget 50%macs --out runs/p1\n"
         "  studentnas lm train --model gpt_tiny --data fortunes --steps 750 --out lm.safetensors  # byte-level GPT\n"
         "  studentnas bench proxies --ground-truth nats_bench.csv --json bench.json    # proxies vs NB201\n"
         "  studentnas bench search --ground-truth nats_bench.csv --proxy zc_ensemble --json s.json\n"

@@ -60,7 +60,7 @@ import torch
 
 from studentnas.arch import Arch
 from studentnas.budget import Budget
-from studentnas.candidate import FAILED, Candidate, worker_name
+from studentnas.candidate import FAILED, Candidate, ray_worker_name
 from studentnas.cost import Cost
 from studentnas.errors import BadInputError, StudentNASError
 from studentnas.evaluate import LocalEvaluator
@@ -144,8 +144,7 @@ class EvalWorker:
         self.teacher_seconds = ctx.teacher_seconds
         self.evaluator = LocalEvaluator(inputs.space, inputs.proxies, ctx, inputs.budget, inputs.seed,
                                         inputs.num_classes)
-        node = ray.get_runtime_context().get_node_id()
-        self.worker = f"{worker_name()}@{ray.util.get_node_ip_address()}/{node[:12]}"
+        self.worker = ray_worker_name()
 
     @staticmethod
     def _crash_once(arch: Arch, marker: str) -> None:

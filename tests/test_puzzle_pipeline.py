@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import test_ray
 import torch
 
 import studentnas  # noqa: F401
@@ -27,6 +28,7 @@ from studentnas.puzzle.library import Library, Replacement
 from studentnas.puzzle.realise import load_puzzle_student, realise, recalibrate_bn
 from studentnas.puzzle.samples import TeacherSpec
 
+cluster = test_ray.cluster  # the two-node loopback Ray fixture of the search tests
 FMNIST = Path("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz")
 SMALL = ["--image-size", "32", "--data", "fashion-mnist", "--bld-samples", "96", "--score-samples", "48",
          "--test-samples", "64", "--bld-budget", "64", "--random-baselines", "2", "--threads", "1",
@@ -202,3 +204,19 @@ def test_language_model_end_to_end(tmp_path: Path) -> None:
     solution = json.loads((out / "puzzle" / "solutions" / "60pctparams.json").read_text())
     assert solution["measured"]["params"] <= solution["limits"]["params"]
     assert 0 <= solution["evaluation"]["mip"]["acc"] <= 100 and solution["evaluation"]["teacher"]["kl"] < 1e-6
+
+
+@pytest.mark.slow
+def test_bld_runs_as_ray_tasks_on_a_two_node_loopback_cluster(cli, cluster, tmp_path: Path) -> None:
+    from studentnas.parallel import worker_node
+
+    address, env = cluster
+    out = tmp_path / "cluster"
+    narrow = '{"widths": [0.5], "merge": false, "linear": false, "noop": false}'  # 8 teacher + 8 pruned entries
+    done = cli("puzzle", "--teacher", "resnet18", "--budget", "80%macs", "--out", str(out), "--ray-address", address,
+               *[a if a != SMALL[SMALL.index("--library-options") + 1] else narrow for a in SMALL], env=env)
+    assert done.returncode == 0, done.stderr
+    records = [json.loads(p.read_text()) for p in (out / "puzzle" / "bld").glob("*.json")]
+    assert len(records) == 16 and all(r["status"] == "ok" for r in records)
+    nodes = {worker_node(r["worker"]) for r in records}
+    assert len(nodes) == 2 and "" not in nodes, f"BLD ran on both nodes: {sorted(r['worker'] for r in records)}"

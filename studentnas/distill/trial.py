@@ -26,7 +26,7 @@ from typing import Any
 
 import torch
 
-from studentnas.candidate import worker_name
+from studentnas.candidate import ray_worker_name
 from studentnas.data import ImageSet
 from studentnas.distill.search_space import SearchSpace
 from studentnas.distill.trainer import CHECKPOINT, Batches, train
@@ -92,8 +92,7 @@ def run_trial(config: dict[str, Any], job: TrialJob) -> None:
     logging.getLogger("ray.train").setLevel(logging.WARNING)  # not a line per checkpoint in the driver's output
     logging.getLogger("ray.tune").setLevel(logging.WARNING)
     torch.set_num_threads(max(1, int(ray.get_runtime_context().get_assigned_resources().get("CPU", 1))))
-    node = ray.get_runtime_context().get_node_id()[:12]
-    worker = f"{worker_name()}@{ray.util.get_node_ip_address()}/{node}"  # as in search's candidates.jsonl
+    worker = ray_worker_name()  # as in search's candidates.jsonl
     train_config = job.train_config(config)
     student = job.build_student()
     workdir = Path(tempfile.mkdtemp(prefix="studentnas-trial-"))

@@ -42,6 +42,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from studentnas.candidate import ray_worker_name
 from studentnas.errors import BadInputError
 from studentnas.puzzle.activations import ActivationStore
 from studentnas.puzzle.decompose import Decomposed, Family, family_for
@@ -258,7 +259,7 @@ def _train(job: BLDJob, rep: Replacement) -> dict[str, Any]:
             "samples_seen": len(curve) * (min(config.batch_size, train_store.shape(rep.start)[0]) if curve else 0),
             "loss": config.loss if params else None, "loss_curve": curve[::stride],
             "final_train_loss": curve[-1] if curve else None, "seconds": time.perf_counter() - start,
-            "config": asdict(config), "worker": f"{os.uname().nodename}:{os.getpid()}"}
+            "config": asdict(config), "worker": ray_worker_name()}
     write_json_atomic(meta_path, meta)
     return meta
 
