@@ -18,18 +18,28 @@
    momentum and a cosine LR (:func:`studentnas.distill.trainer.train`), ``--epochs`` epochs on a stratified
    subset of ``--train-images`` training images, teacher logits cached once; test top-1 on
    ``--test-images`` test images. Student weights start from a seed derived from (training seed, arch id).
-4. **Report**: test top-1 mean +- std per pick (the random pick pools all its students' runs), every
+4. **CE baseline** (``--ce-baseline``, default ``best``): once every KD training is done, the student with
+   the best mean KD test top-1 (``best``; ``all``: every student; ``none``: skipped) is trained again with the
+   same recipe minus the KD term: CE only (KD weight 0, CE weight 1, since the KD recipe's CE weight of 0.1
+   alone would only scale the learning rate down), same epochs, images, seeds, batch order and initial
+   weights, no hyper-parameter search. The KD gain is paired by seed (KD minus CE top-1 of the same seed)
+   and reported as mean +- std over seeds, with the issue-5 target: a distilled student under 25 % of the
+   teacher's MACs within 1 point of the teacher's top-1 and above the same student trained without KD.
+5. **Report**: test top-1 mean +- std per pick (the random pick pools all its students' runs), every
    trained student scored by every proxy (diswot, the classic proxy, params; same calibration batch and
    seed as the searches), and Kendall's tau-b (scipy) between each proxy's score and the student's mean KD
    accuracy over all students trained. Whatever comes out is reported, including a loss of DisWOT's pick.
 
 Output folder (``--out``): ``study.json`` (settings, picks, scores, teacher evaluation: what a rerun must
-match), ``journal.jsonl`` (one line per finished (student, seed) training: the resume source of truth),
+match), ``journal.jsonl`` (one line per finished (student, seed, mode) training, mode ``kd`` or ``ce``, a
+line without one is ``kd``: the resume source of truth),
 ``search-*`` run directories, ``teacher.safetensors``, ``ckpt/`` (per-epoch checkpoints of trainings in
 flight), and the results ``search_quality.json`` and ``search_quality.md``. Rerunning the same command
 continues: searches resume, finished trainings are kept, a training in flight resumes from its epoch.
+``--ce-baseline`` is not a setting: rerunning a finished study with another value trains only the CE
+baselines it adds.
 
-  OMP_NUM_THREADS=1 python scripts/search_quality.py --out runs/search_quality            # ~47 min, see below
+  OMP_NUM_THREADS=1 python scripts/search_quality.py --out runs/search_quality            # ~53 min, see below
   OMP_NUM_THREADS=1 python scripts/search_quality.py --quick --out /tmp/sq                 # ~3 min smoke run
   OMP_NUM_THREADS=1 python scripts/search_quality.py --out runs/search_quality --write-benchmarks
 
@@ -40,7 +50,9 @@ Why these defaults (2 cores, measured by ``--quick`` under a load average of 3-5
 resnet34's MACs train at ~200 (bottleneck) to ~280 (basic) images/s per process with 1 thread, 2 processes
 at a time; so 7 students x 3 seeds x 6 epochs x 7,936 images take ~38 min, the teacher (4 epochs of 10,800
 images at ~160 images/s) ~5 min, the two 150-candidate searches ~2.5 min (meco ~0.9 s, diswot ~0.1 s per
-candidate): ~47 min in all, less on an idle machine. The teacher is resnet34, not resnet18: at 32 px only
+candidate), the CE baseline of the best student (3 trainings, 2 at a time) ~6 min: ~53 min in all, less on
+an idle machine (the CE baselines of the BENCHMARKS.md run took 19 min under a load average of 5-8).
+The teacher is resnet34, not resnet18: at 32 px only
 0.015 % of the resnet space centred on resnet18 fits 25 % of its MACs and the searchers give up after 2000
 tries (1.1 % fits for resnet34).
 """
@@ -94,6 +106,9 @@ FORMAT = 1
 JOURNAL = "journal.jsonl"
 STUDY = "study.json"
 PICKS = ("diswot", "classic", "largest_params", "random")
+MODES = ("kd", "ce")  # a training with the KD recipe, or the same recipe with CE only
+CE_BASELINES = ("best", "all", "none")
+TARGET_MACS_SHARE, TARGET_POINTS = 0.25, 1.0  # issue 5: under 25 % of the teacher's MACs, within 1 point of it
 
 
 # ------------------------------------------------------------------------------------------ settings
@@ -130,8 +145,12 @@ class Settings:
     seed: int = 0
     quick: bool = False
 
-    def train_config(self, seed: int) -> TrainConfig:
-        """The one distillation recipe every student gets."""
+    def train_config(self, seed: int, mode: str = "kd") -> TrainConfig:
+        """The one distillation recipe every student gets (``kd``), or its CE-only twin (``ce``: no KD
+        term, CE weight 1; everything else equal)."""
+        if mode == "ce":
+            return TrainConfig(epochs=self.epochs, batch_size=self.batch_size, lr=self.lr,
+                               weight_decay=self.weight_decay, ce_weight=1.0, seed=seed, losses=())
         return TrainConfig(epochs=self.epochs, batch_size=self.batch_size, lr=self.lr,
                            weight_decay=self.weight_decay, ce_weight=self.ce_weight, seed=seed,
                            losses=({"name": "kd", "weight": self.kd_weight, "T": self.temperature},))
@@ -181,6 +200,10 @@ def parse_settings(argv: Sequence[str] | None = None) -> tuple[Settings, argpars
         parser.add_argument(f"--{f.name.replace('_', '-')}", type=kind, default=None,
                             help=helps.get(f.name, "") + default)
     parser.add_argument("--quick", action="store_true", help="smoke configuration (2-3 minutes on 2 cores)")
+    parser.add_argument("--ce-baseline", choices=CE_BASELINES, default="best",
+                        help="after the KD trainings, train the best KD student (best), every student (all) or none "
+                             "again with CE only (same recipe without the KD term, same seeds) and report the KD "
+                             "gain (default: best; not a setting, so a finished study can add it)")
     parser.add_argument("--out", default="runs/search_quality",
                         help="study folder; rerun the same command to resume (default: runs/search_quality)")
     parser.add_argument("--jobs", type=int, default=2,
@@ -484,8 +507,13 @@ def score_students(study: Study, s: Settings, teacher: Teacher, space: SearchSpa
     say(f"scored {len(todo)} students with {', '.join(names)} in {time.perf_counter() - t0:.1f} s")
 
 
+def mode_of(row: Mapping[str, Any]) -> str:
+    """A journal line's training mode; lines written before the CE baseline existed are KD trainings."""
+    return row.get("mode", "kd")
+
+
 def train_one(job: dict[str, Any]) -> dict[str, Any]:
-    """Distil one student with one seed (runs in a worker process, or here with --jobs 1)."""
+    """Train one student with one seed, KD or CE only (runs in a worker process, or here with --jobs 1)."""
     t0 = time.perf_counter()
     s = Settings(**job["settings"])
     torch.set_num_threads(1)
@@ -493,15 +521,15 @@ def train_one(job: dict[str, Any]) -> dict[str, Any]:
     arch = Arch.from_dict(job["arch"])
     teacher = _teacher(s.teacher, job["checkpoint"])
     train_set, test_set = _datasets(s.data, s.train_images, s.test_images, s.seed)
-    logits = _logits(s, job["checkpoint"], job["cache"])
+    config = s.train_config(job["seed"], job["mode"])
+    logits = _logits(s, job["checkpoint"], job["cache"]) if config.needs_teacher else None
     student = build_student(space, arch, job["seed"], teacher.num_classes, s.input_size[0])
     batches = Batches(train_set, s.input_size, teacher.mean, teacher.std, s.batch_size, shuffle=True,
                       seed=job["seed"], drop_last=True)
-    result = train(student, batches, None, s.train_config(job["seed"]), teacher_logits=logits,
-                   checkpoint_dir=job["ckpt"], threads=1)
+    result = train(student, batches, None, config, teacher_logits=logits, checkpoint_dir=job["ckpt"], threads=1)
     test = evaluate(student, Batches(test_set, s.input_size, teacher.mean, teacher.std, 256))
     shutil.rmtree(job["ckpt"], ignore_errors=True)
-    return {"student": arch.id, "seed": job["seed"], "status": "ok", "test_top1": test["top1"],
+    return {"student": arch.id, "seed": job["seed"], "mode": job["mode"], "status": "ok", "test_top1": test["top1"],
             "test_top5": test["top5"], "test_loss": test["loss"], "train_images": batches.num_images,
             "test_images": len(test_set), "epochs": s.epochs, "resumed_from_epoch": result.resumed_from_epoch,
             "train_images_per_s": float(np.median([h["train_images_per_s"] for h in result.history])),
@@ -509,30 +537,56 @@ def train_one(job: dict[str, Any]) -> dict[str, Any]:
             "finished_at": time.time()}
 
 
-def distil_all(study: Study, s: Settings, checkpoint: Path, space: SearchSpace, jobs: int, quiet: bool,
-               say: Callable[[str], None]) -> int:
-    """Train every (student, seed) not yet in the journal; returns how many were trained now."""
-    done = {(r["student"], r["seed"]) for r in study.journal() if r["status"] == "ok"}
+def ce_students(study: Study, s: Settings, which: str) -> list[str]:
+    """The students ``--ce-baseline`` trains CE-only: ``best`` (highest mean KD test top-1 over the seeds
+    trained; ties: all of them), ``all`` or ``none``."""
+    if which == "none":
+        return []
     ids = list(study.state["students"])
+    if which == "all":
+        return ids
+    runs: dict[str, list[float]] = {}
+    for row in study.journal():
+        if row["status"] == "ok" and mode_of(row) == "kd" and row["seed"] < s.seeds:
+            runs.setdefault(row["student"], []).append(row["test_top1"])
+    means = {i: float(np.mean(v)) for i, v in runs.items() if i in study.state["students"]}
+    top = max(means.values(), default=None)
+    return [i for i in ids if i in means and means[i] == top]
+
+
+def distil_all(study: Study, s: Settings, checkpoint: Path, space: SearchSpace, jobs: int, quiet: bool,
+               say: Callable[[str], None], ids: Sequence[str] | None = None, mode: str = "kd") -> int:
+    """Train every (student, seed) of ``ids`` (default: every student) in ``mode`` that the journal does not
+    hold yet; returns how many were trained now."""
+    done = {(r["student"], r["seed"]) for r in study.journal() if r["status"] == "ok" and mode_of(r) == mode}
+    ids = list(study.state["students"]) if ids is None else list(ids)
     todo = [(i, seed) for seed in range(s.seeds) for i in ids if (i, seed) not in done]  # seed-major: balanced
     total = len(ids) * s.seeds
+    what = "KD" if mode == "kd" else "CE-only baseline"
     if not todo:
+        if ids:
+            say(f"{what}: all {total} (student, seed) trainings are in the journal; none is trained again")
         return 0
     cache = str(study.path / "teacher_logits")
-    t0 = time.perf_counter()
-    _logits(s, str(checkpoint), cache)  # fill the cache once, before the workers read it
-    say(f"teacher logits cached in {time.perf_counter() - t0:.1f} s; distilling {len(todo)} of {total} "
-        f"(student, seed) pairs with {jobs} parallel job(s)")
-    base = {"settings": asdict(s), "space": space.config(), "checkpoint": str(checkpoint), "cache": cache}
+    if mode == "kd":
+        t0 = time.perf_counter()
+        _logits(s, str(checkpoint), cache)  # fill the cache once, before the workers read it
+        say(f"teacher logits cached in {time.perf_counter() - t0:.1f} s")
+    say(f"{what}: training {len(todo)} of {total} (student, seed) pairs ({total - len(todo)} already in the "
+        f"journal) with {jobs} parallel job(s)")
+    base = {"settings": asdict(s), "space": space.config(), "checkpoint": str(checkpoint), "cache": cache,
+            "mode": mode}
+    suffix = "" if mode == "kd" else f"-{mode}"
     work = [{**base, "arch": study.state["students"][i]["arch"], "seed": seed,
-             "ckpt": str(study.path / "ckpt" / f"{i}-s{seed}")} for i, seed in todo]
+             "ckpt": str(study.path / "ckpt" / f"{i}-s{seed}{suffix}")} for i, seed in todo]
     trained = 0
-    with Progress(total=total, desc="search_quality: distil", quiet=quiet, initial=len(done)) as bar:
+    desc = "search_quality: distil" if mode == "kd" else "search_quality: CE baseline"
+    with Progress(total=total, desc=desc, quiet=quiet, initial=total - len(todo)) as bar:
         def record(job: dict[str, Any], row: dict[str, Any] | None, err: BaseException | None) -> None:
             nonlocal trained
             if row is None:
-                row = {"student": Arch.from_dict(job["arch"]).id, "seed": job["seed"], "status": "failed",
-                       "reason": f"{type(err).__name__}: {err}", "finished_at": time.time()}
+                row = {"student": Arch.from_dict(job["arch"]).id, "seed": job["seed"], "mode": job["mode"],
+                       "status": "failed", "reason": f"{type(err).__name__}: {err}", "finished_at": time.time()}
             study.append(row)
             trained += row["status"] == "ok"
             bar.update(1, **({"top1": row["test_top1"]} if row["status"] == "ok" else {"failed": row["student"]}))
@@ -584,12 +638,51 @@ def kendall(xs: Sequence[float], ys: Sequence[float]) -> dict[str, Any]:
     return {"tau": res.statistic, "p_value": res.pvalue, "n": len(xs)}
 
 
-def summarise(study: Study, s: Settings) -> dict[str, Any]:
-    """Per-student and per-pick accuracies, Kendall tau per proxy, and the verdict on DisWOT's pick."""
-    runs: dict[str, list[dict]] = {}
+def _runs(study: Study, s: Settings, mode: str) -> dict[str, dict[int, dict]]:
+    """student -> seed -> its journal line in ``mode`` (a retrained pair: the last line wins)."""
+    runs: dict[str, dict[int, dict]] = {}
     for row in study.journal():
-        if row["status"] == "ok" and row["seed"] < s.seeds:
-            runs.setdefault(row["student"], {})[row["seed"]] = row  # a retrained pair: the last line wins
+        if row["status"] == "ok" and row["seed"] < s.seeds and mode_of(row) == mode:
+            runs.setdefault(row["student"], {})[row["seed"]] = row
+    return runs
+
+
+def ce_baseline_summary(students: Mapping[str, dict], ce_runs: Mapping[str, dict[int, dict]], which: str,
+                        ids: Sequence[str], teacher_top1: float | None, teacher_macs: float | None) -> dict[str, Any]:
+    """KD vs CE-only per student (KD gain paired by seed: mean +- std over the seeds with both) and the issue-5
+    target: under 25 % of the teacher's MACs, KD top-1 within 1 point of the teacher's, above CE-only."""
+    rows = {}
+    for arch_id in ids:
+        info, ce = students[arch_id], ce_runs.get(arch_id, {})
+        kd = {r["seed"]: r for r in info["runs"]}
+        ce_mean, ce_std = _mean_std([ce[k]["test_top1"] for k in sorted(ce)])
+        seeds = sorted(set(kd) & set(ce))
+        gains = [kd[k]["test_top1"] - ce[k]["test_top1"] for k in seeds]
+        gain_mean, gain_std = _mean_std(gains)
+        share = info["macs"] / teacher_macs if teacher_macs else None
+        kd_mean = info["kd_top1_mean"]
+        checks = {"under_macs_share": share is not None and share <= TARGET_MACS_SHARE,
+                  "within_points_of_teacher": teacher_top1 is not None and math.isfinite(kd_mean)
+                  and kd_mean >= teacher_top1 - TARGET_POINTS,
+                  "above_ce_only": bool(gains) and math.isfinite(ce_mean) and kd_mean > ce_mean}
+        rows[arch_id] = {"kd_top1_mean": kd_mean, "kd_top1_std": info["kd_top1_std"], "ce_top1_mean": ce_mean,
+                         "ce_top1_std": ce_std, "ce_runs": [{k: ce[i][k] for k in ("seed", "test_top1", "test_top5",
+                                                                                  "test_loss", "seconds")}
+                                                            for i in sorted(ce)],
+                         "gain_seeds": seeds, "gain_values": gains, "gain_mean": gain_mean, "gain_std": gain_std,
+                         "macs_share_of_teacher": share, "teacher_gap_points": (kd_mean - teacher_top1)
+                         if teacher_top1 is not None else None, "checks": checks, "target_met": all(checks.values())}
+    return {"mode": which, "students": list(ids), "recipe": "the KD recipe with the KD term removed: CE weight 1, "
+            "same epochs, images, seeds, batch order and initial weights, no HPO", "per_student": rows,
+            "teacher_top1": teacher_top1, "target": {"macs_share": TARGET_MACS_SHARE, "points": TARGET_POINTS},
+            "target_met": any(r["target_met"] for r in rows.values()) if rows else None}
+
+
+def summarise(study: Study, s: Settings, ce_ids: Sequence[str] = (), ce_mode: str = "none",
+              teacher_macs: float | None = None) -> dict[str, Any]:
+    """Per-student and per-pick accuracies, Kendall tau per proxy, the verdict on DisWOT's pick, and the
+    CE-only baseline of ``ce_ids`` (``ce_mode`` says how they were chosen)."""
+    runs = _runs(study, s, "kd")
     students = {}
     for arch_id, info in study.state["students"].items():
         mine = [runs.get(arch_id, {})[k] for k in sorted(runs.get(arch_id, {}))]
@@ -629,9 +722,13 @@ def summarise(study: Study, s: Settings) -> dict[str, Any]:
                          "same_student": picks["diswot"]["students"] == picks[other]["students"]}
     verdict = {"ranking": ranking, "diswot_rank": ranking.index("diswot") + 1 if "diswot" in ranking else None,
                "best_pick": ranking[0] if ranking else None, "diswot_vs": versus}
+    ce_runs = _runs(study, s, "ce")
+    teacher_top1 = (study.state.get("teacher_eval") or {}).get("test_top1")
+    ce = ce_baseline_summary(students, ce_runs, ce_mode, ce_ids, teacher_top1, teacher_macs)
     return {"students": students, "picks": picks, "kendall_tau": taus, "verdict": verdict,
-            "search_score_check": search_check,
-            "complete": all(len(v["runs"]) == s.seeds for v in students.values())}
+            "search_score_check": search_check, "ce_baseline": ce,
+            "complete": all(len(v["runs"]) == s.seeds for v in students.values())
+            and all(len(ce_runs.get(i, {})) == s.seeds for i in ce_ids)}
 
 
 def _fmt(mean: float | None, std: float | None) -> str:
@@ -707,7 +804,39 @@ def markdown(report: dict[str, Any]) -> str:
         parts.append(f"{r['outcome']} against {names[other]} by {r['diff_points']:+.2f} points{welch}{same}")
     lines += ["", f"**Verdict: DisWOT's pick ranks {v['diswot_rank']} of {len(v['ranking'])}** "
                   f"(best: {names.get(v['best_pick'], v['best_pick'])}); it " + "; ".join(parts) + ".", ""]
+    lines += _ce_markdown(summary["ce_baseline"], students, teacher["test_top1"])
     return "\n".join(lines)
+
+
+def _ce_markdown(ce: dict[str, Any], students: Mapping[str, dict], teacher_top1: float) -> list[str]:
+    """The KD-vs-CE-only table and the issue-5 target line (nothing when no CE baseline was trained)."""
+    if not ce["per_student"]:
+        return []
+    which = {"best": "the student with the best mean KD top-1", "all": "every student"}.get(ce["mode"], ce["mode"])
+    lines = [f"KD against CE only (`--ce-baseline {ce['mode']}`: {which}; {ce['recipe']}). KD gain = KD minus "
+             "CE-only test top-1 of the same seed, mean +- std over seeds:", "",
+             "| student | role | arch | MACs / teacher | KD top-1 % | CE-only top-1 % | KD gain (points) | seeds |",
+             "|---|---|---|---|---|---|---|---|"]
+    for arch_id, r in ce["per_student"].items():
+        info = students[arch_id]
+        share = "-" if r["macs_share_of_teacher"] is None else f"{100 * r['macs_share_of_teacher']:.1f} %"
+        lines.append(f"| `{arch_id}` | {', '.join(info['roles'])} | {info['label']} | {share} | "
+                     f"{_fmt(r['kd_top1_mean'], r['kd_top1_std'])} | {_fmt(r['ce_top1_mean'], r['ce_top1_std'])} | "
+                     f"{_fmt(r['gain_mean'], r['gain_std'])} | {len(r['gain_seeds'])} |")
+    target = (f"under {100 * ce['target']['macs_share']:g} % of the teacher's MACs, within "
+              f"{ce['target']['points']:g} point of the teacher's top-1, above the same student without KD")
+    for arch_id, r in ce["per_student"].items():
+        c = r["checks"]
+        met = "**met**" if r["target_met"] else "**not met**"
+        gap = "-" if r["teacher_gap_points"] is None else f"{r['teacher_gap_points']:+.2f}"
+        within = "within" if c["within_points_of_teacher"] else "not within"
+        above = "above" if c["above_ce_only"] else "not above"
+        lines += ["", f"Target (issue 5: {target}) for `{arch_id}`: {met}. KD "
+                      f"{_fmt(r['kd_top1_mean'], r['kd_top1_std'])} % vs the teacher's {teacher_top1:.2f} % ({gap} "
+                      f"points: {within}); vs CE only {_fmt(r['ce_top1_mean'], r['ce_top1_std'])} % (KD gain "
+                      f"{_fmt(r['gain_mean'], r['gain_std'])} points: {above}); MACs "
+                      f"{'under' if c['under_macs_share'] else 'not under'} the share."]
+    return lines + [""]
 
 
 # ---------------------------------------------------------------------------------------------- main
@@ -740,18 +869,22 @@ def run_study(s: Settings, args: argparse.Namespace) -> dict[str, Any]:
     teacher_eval = evaluate_teacher(study, s, teacher)
     t0 = time.perf_counter()
     trained = distil_all(study, s, checkpoint, space, args.jobs, args.quiet, say)
+    ce_ids = ce_students(study, s, args.ce_baseline)  # chosen once every KD training is in the journal
+    trained_ce = distil_all(study, s, checkpoint, space, args.jobs, args.quiet, say, ids=ce_ids, mode="ce")
     train_wall = time.perf_counter() - t0
     session = {"command": command_line(), "started_at": time.time() - (time.perf_counter() - started),
-               "wall_s": time.perf_counter() - started, "trained": trained, "train_wall_s": train_wall,
+               "wall_s": time.perf_counter() - started, "trained": trained + trained_ce, "trained_kd": trained,
+               "trained_ce": trained_ce, "ce_baseline": args.ce_baseline, "train_wall_s": train_wall,
                "jobs": args.jobs, "loadavg_before_after": [load_before, os.getloadavg()]}
     study.state["sessions"].append(session)
     study.save()
     journal = [r for r in study.journal() if r["status"] == "ok"]
-    summary = summarise(study, s)
+    summary = summarise(study, s, ce_ids, args.ce_baseline, teacher_cost.macs)
     report = {
         "format": FORMAT, "command": session["command"], "sessions": study.state["sessions"],
         "config": {"settings": asdict(s), "jobs": args.jobs, "threads": args.threads, "out": str(study.path),
-                   "recipe": s.train_config(0).to_dict()},
+                   "recipe": s.train_config(0).to_dict(), "ce_baseline": args.ce_baseline,
+                   "ce_recipe": s.train_config(0, "ce").to_dict() if ce_ids else None},
         "versions": versions(),
         "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform(),
                     "torch_threads": torch.get_num_threads()},
@@ -782,7 +915,8 @@ def run_study(s: Settings, args: argparse.Namespace) -> dict[str, Any]:
         old = bench.read_text() if bench.is_file() else "# Benchmarks\n"
         write_atomic(bench, old.rstrip("\n") + "\n\n" + report["markdown"].rstrip("\n") + "\n")
         say(f"appended the section to {bench}")
-    say(f"wrote {study.path / 'search_quality.json'} ({trained} trainings this session, "
+    say(f"wrote {study.path / 'search_quality.json'} ({trained + trained_ce} trainings this session: {trained} KD, "
+        f"{trained_ce} CE-only; "
         f"{time.perf_counter() - started:.0f} s)")
     return report
 

@@ -58,11 +58,17 @@ def test_quick_study_end_to_end_and_resume(tmp_path):
     for check in summary["search_score_check"].values():
         assert math.isclose(check["rescored"], check["search_score"], rel_tol=1e-6, abs_tol=1e-9)
 
-    # every number of the summary follows from the journal
+    # every number of the summary follows from the journal: a KD line per (student, seed), then the
+    # CE-only baseline (--ce-baseline best, the default) of the best KD student(s)
     journal = [json.loads(line) for line in (out / "journal.jsonl").read_text().splitlines()]
-    assert len(journal) == 2 * len(students) and all(r["status"] == "ok" for r in journal)
+    kd_rows = [r for r in journal if r["mode"] == "kd"]
+    ce_rows = [r for r in journal if r["mode"] == "ce"]
+    ce = summary["ce_baseline"]
+    assert len(kd_rows) == 2 * len(students) and len(ce_rows) == 2 * len(ce["students"]) >= 2
+    assert all(r["status"] == "ok" for r in journal)
+    assert journal.index(ce_rows[0]) == len(kd_rows), "the CE baselines are trained once every KD training is done"
     for arch_id, info in students.items():
-        accs = [r["test_top1"] for r in sorted(journal, key=lambda r: r["seed"]) if r["student"] == arch_id]
+        accs = [r["test_top1"] for r in sorted(kd_rows, key=lambda r: r["seed"]) if r["student"] == arch_id]
         assert [r["seed"] for r in info["runs"]] == [0, 1]
         assert [r["test_top1"] for r in info["runs"]] == accs
         assert all(0 <= a <= 100 for a in accs)
@@ -72,6 +78,27 @@ def test_quick_study_end_to_end_and_resume(tmp_path):
         values = [r["test_top1"] for i in picks[key] for r in students[i]["runs"]]
         assert pick["top1_values"] == values and pick["n_runs"] == 2 * len(picks[key])
         assert math.isclose(pick["top1_mean"], float(np.mean(values)))
+
+    # CE baseline: the best KD student(s), the same seeds, the KD gain paired by seed, the issue-5 target
+    best = max(info["kd_top1_mean"] for info in students.values())
+    assert ce["mode"] == "best" and all(students[i]["kd_top1_mean"] == best for i in ce["students"])
+    assert report["config"]["ce_recipe"]["losses"] == [] and report["config"]["ce_recipe"]["ce_weight"] == 1.0
+    assert {k: v for k, v in report["config"]["ce_recipe"].items() if k not in ("losses", "ce_weight")} == \
+        {k: v for k, v in report["config"]["recipe"].items() if k not in ("losses", "ce_weight")}
+    for arch_id in ce["students"]:
+        row = ce["per_student"][arch_id]
+        kd = {r["seed"]: r["test_top1"] for r in kd_rows if r["student"] == arch_id}
+        ce_acc = {r["seed"]: r["test_top1"] for r in ce_rows if r["student"] == arch_id}
+        assert sorted(ce_acc) == [0, 1] and [r["test_top1"] for r in row["ce_runs"]] == [ce_acc[0], ce_acc[1]]
+        assert math.isclose(row["ce_top1_mean"], float(np.mean(list(ce_acc.values()))))
+        gains = [kd[s] - ce_acc[s] for s in (0, 1)]
+        assert row["gain_values"] == gains and math.isclose(row["gain_mean"], float(np.mean(gains)))
+        assert math.isclose(row["gain_std"], float(np.std(gains, ddof=1)), abs_tol=1e-12)
+        assert math.isclose(row["macs_share_of_teacher"], students[arch_id]["macs"] / report["teacher"]["macs"])
+        checks = {"under_macs_share": row["macs_share_of_teacher"] <= 0.25,
+                  "within_points_of_teacher": row["kd_top1_mean"] >= report["teacher"]["test_top1"] - 1.0,
+                  "above_ce_only": row["kd_top1_mean"] > row["ce_top1_mean"]}
+        assert row["checks"] == checks and row["target_met"] == all(checks.values())
 
     # Kendall tau-b of each proxy against the mean KD accuracy, over all students trained
     assert sorted(summary["kendall_tau"]) == ["diswot", "meco", "params"]
@@ -95,6 +122,7 @@ def test_quick_study_end_to_end_and_resume(tmp_path):
     assert text.startswith("# Benchmarks\n\nearlier text\n\n## Search quality")
     assert report["command"] in text and "--write-benchmarks" in report["command"]
     assert "| DisWOT search |" in text and "Kendall tau-b" in text and "**Verdict: DisWOT's pick ranks" in text
+    assert "KD against CE only (`--ce-baseline best`" in text and "Target (issue 5:" in text
     assert report["markdown"] in done.stdout and (out / "search_quality.md").read_text().strip() == \
         report["markdown"].strip()
 
@@ -102,9 +130,19 @@ def test_quick_study_end_to_end_and_resume(tmp_path):
     again = _run(*TINY, "--out", str(out))
     assert again.returncode == 0, again.stderr[-3000:]
     assert "(0 trainings this session" in again.stderr
+    assert "KD: all" in again.stderr and "CE-only baseline: all 2" in again.stderr
     assert len((out / "journal.jsonl").read_text().splitlines()) == len(journal)
     second = json.loads((out / "search_quality.json").read_text())
     assert second["summary"]["kendall_tau"] == summary["kendall_tau"] and len(second["sessions"]) == 2
+    assert second["summary"]["ce_baseline"] == ce
+
+    # --ce-baseline is not a setting: `all` on the finished study trains only the missing CE baselines
+    more = _run(*TINY, "--out", str(out), "--ce-baseline", "all")
+    assert more.returncode == 0, more.stderr[-3000:]
+    n_more = 2 * (len(students) - len(ce["students"]))
+    assert f"({n_more} trainings this session: 0 KD, {n_more} CE-only" in more.stderr
+    third = json.loads((out / "search_quality.json").read_text())["summary"]["ce_baseline"]
+    assert sorted(third["per_student"]) == sorted(students) and third["mode"] == "all"
 
     # other settings in the same folder, and bad flags: one-line errors, exit status 2
     other = _run(*TINY, "--epochs", "3", "--out", str(out))
