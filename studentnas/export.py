@@ -13,14 +13,13 @@ Example::
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from torch import nn
 
 from studentnas.arch import Arch
+from studentnas.atomic import write_atomic
 from studentnas.candidate import Candidate
 from studentnas.errors import BadInputError
 from studentnas.evaluate import build_student
@@ -77,15 +76,8 @@ def write_student(out: str | Path, model: nn.Module, meta: dict[str, Any], key: 
     from safetensors.torch import save_file
 
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
-        save_file(state, tmp, metadata={key: json.dumps(meta)})
-        os.replace(tmp, out)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
+    state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
+    write_atomic(out, lambda tmp: save_file(state, tmp, metadata={key: json.dumps(meta)}))
     write_json_atomic(out.with_suffix(".json"), meta)
     return out
 

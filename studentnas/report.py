@@ -18,14 +18,13 @@ Example::
 from __future__ import annotations
 
 import math
-import os
-import tempfile
 import textwrap
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from studentnas.atomic import write_atomic
 from studentnas.budget import Budget
 from studentnas.cost import Cost
 from studentnas.errors import BadInputError
@@ -119,17 +118,7 @@ def report_data(run: Run) -> ReportData:
 
 def _atomic_write(path: Path, write: Callable[[str], None]) -> None:
     """Call ``write(tmp)`` on a temporary file beside ``path``, then rename it into place."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=path.suffix)
-    os.close(fd)
-    try:
-        write(tmp)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; a report is for everyone who can read the run
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomic(path, write, suffix=path.suffix)
 
 
 def _draw_panel(ax: Any, panel: Panel, score_column: str, score_label: str, teacher_name: str) -> None:

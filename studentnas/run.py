@@ -16,13 +16,12 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from studentnas import objectives as obj
+from studentnas.atomic import write_atomic
 from studentnas.candidate import Candidate
 from studentnas.errors import BadInputError
 from studentnas.pareto import front as front_of
@@ -31,17 +30,9 @@ RUN_JSON, JOURNAL, PARETO_JSON = "run.json", "candidates.jsonl", "pareto.json"
 
 
 def write_json_atomic(path: Path, data: Any) -> None:
-    """Write JSON to ``path`` via a temp file in the same folder and an atomic rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as fh:
-            json.dump(data, fh, indent=2, sort_keys=True, allow_nan=False)
-            fh.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Write JSON to ``path`` atomically (:func:`studentnas.atomic.write_atomic`); NaN is refused."""
+    text = json.dumps(data, indent=2, sort_keys=True, allow_nan=False) + "\n"
+    write_atomic(path, lambda tmp: Path(tmp).write_text(text))
 
 
 def config_differences(old: Mapping[str, Any], new: Mapping[str, Any], fields: Iterable[str]) -> list[str]:

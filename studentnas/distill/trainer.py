@@ -31,8 +31,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
-import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
@@ -44,6 +42,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from studentnas.atomic import write_atomic
 from studentnas.data import ImageSet, stratified_indices, to_tensor
 from studentnas.errors import BadInputError
 
@@ -405,6 +404,7 @@ def cached_teacher_logits(teacher: nn.Module, batches: Batches, cache_dir: str |
     atomically, so concurrent trials at worst compute the same file twice.
 
     Example:
+        >>> import tempfile
         >>> from studentnas.data import load_images
         >>> d = tempfile.mkdtemp()
         >>> b = Batches(load_images(None, limit=8), (3, 8, 8), (0.5,), (0.5,), 4)
@@ -436,14 +436,8 @@ def cached_teacher_logits(teacher: nn.Module, batches: Batches, cache_dir: str |
                 out = torch.empty(len(batches.data), logits.shape[1])
             out[index] = logits
     teacher.train(was_training)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        save_file({"logits": out.contiguous()}, tmp, metadata={"studentnas_cache_key": json.dumps(key, sort_keys=True)})
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
+    write_atomic(path, lambda tmp: save_file({"logits": out.contiguous()}, tmp,
+                                             metadata={"studentnas_cache_key": json.dumps(key, sort_keys=True)}))
     return out, False
 
 
@@ -468,14 +462,7 @@ EpochHook = Callable[[dict[str, Any], Path | None], None]
 
 
 def _write_checkpoint(path: Path, state: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        torch.save(state, tmp)
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
+    write_atomic(path, lambda tmp: torch.save(state, tmp))
 
 
 def _lr_factor(step: int, total: int) -> float:

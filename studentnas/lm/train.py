@@ -31,10 +31,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import os
 import shutil
 import sys
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,6 +41,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from studentnas.atomic import write_atomic
 from studentnas.errors import BadInputError
 from studentnas.lm.corpus import Corpus, eval_windows, load_corpus, windows
 from studentnas.lm.model import GPT, LMS, META_KEY, lm_config, load_lm
@@ -151,14 +150,7 @@ def _param_groups(model: GPT, weight_decay: float) -> list[dict[str, Any]]:
 
 
 def _write_atomic(path: Path, state: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        torch.save(state, tmp)
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
+    write_atomic(path, lambda tmp: torch.save(state, tmp))
 
 
 def _check_out(out: str | Path) -> Path:

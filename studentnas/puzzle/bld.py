@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
@@ -42,6 +41,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from studentnas.atomic import write_atomic
 from studentnas.candidate import ray_worker_name
 from studentnas.errors import BadInputError
 from studentnas.puzzle.activations import ActivationStore
@@ -167,9 +167,7 @@ def _save(path: Path, module: nn.Module) -> None:
     from safetensors.torch import save_file
 
     state = {k: v.detach().contiguous().clone() for k, v in module.state_dict().items()}
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    save_file(state, str(tmp))
-    os.replace(tmp, path)
+    write_atomic(path, lambda tmp: save_file(state, tmp))
 
 
 def _recalibrate_bn(module: nn.Module, store: ActivationStore, layer: int, batch_size: int,
