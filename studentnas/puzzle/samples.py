@@ -61,9 +61,10 @@ class TeacherSpec:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.seed)
             if self.is_lm:
-                from studentnas.lm import load_lm
+                from studentnas.lm import create_lm, load_lm
 
-                model = load_lm(self.name, self.checkpoint)
+                model = (load_lm(self.name, self.checkpoint) if self.checkpoint is not None
+                         else create_lm(self.name, context=int(self.input_shape[0])).eval())
             else:
                 from studentnas.teacher import load_teacher
 
@@ -103,9 +104,10 @@ def teacher_spec(name: str, checkpoint: str | Path | None, *, image_size: int | 
         raise BadInputError(f"--teacher-checkpoint {checkpoint}: no such file; train one with `studentnas teacher "
                             "train` (images) or `studentnas lm train` (text), or fix the path")
     if _is_lm(name):
-        from studentnas.lm import create_lm
+        from studentnas.lm.model import lm_config, read_lm_meta
 
-        context = int(create_lm(name).config.context)
+        meta_lm = read_lm_meta(checkpoint) if checkpoint is not None else None
+        context = int((meta_lm["config"] if meta_lm else lm_config(name)).context)
         return TeacherSpec(name, None if checkpoint is None else str(checkpoint), "lm", (context,), seed=seed)
     from studentnas.teacher import check_teacher_name
 
