@@ -225,21 +225,22 @@ class ResNetSpace(GeneSpace):
                 inplanes = outc
         return out + chain(out[-1].output_shape(), [("gap", ()), ("linear", (inplanes, num_classes))])
 
-    def _minimal_archs(self) -> list[Arch]:
-        """Depth 1 and the narrowest widths everywhere, for every block/stem/ratio combination: the
-        cost minimum over the space is among these (cost grows with depth and width)."""
-        return [self.make(block=b, stem_type=s, stem_width=sw, ratio=r, **{f"depth{i + 1}": 1 for i in range(4)},
-                          **{f"width{i + 1}": WIDTH_MULTS[0] for i in range(4)})
-                for b, s, sw, r in itertools.product(("basic", "bottleneck"), STEM_TYPES, STEM_WIDTHS,
-                                                     BOTTLENECK_RATIOS)]
+    def minimal_archs(self) -> list[Arch]:
+        """Depth 1 and the narrowest widths everywhere, for every block/stem/ratio combination (distinct
+        after canonicalisation): the cost minimum over the space is among these for any metric and input
+        size (cost grows with depth and width; which stem and block are cheapest depends on the size)."""
+        return list(dict.fromkeys(
+            self.make(block=b, stem_type=s, stem_width=sw, ratio=r, **{f"depth{i + 1}": 1 for i in range(4)},
+                      **{f"width{i + 1}": WIDTH_MULTS[0] for i in range(4)})
+            for b, s, sw, r in itertools.product(("basic", "bottleneck"), STEM_TYPES, STEM_WIDTHS, BOTTLENECK_RATIOS)))
 
     def smallest(self) -> Arch:
         """The arch with the fewest MACs (at the default input size)."""
-        return min(self._minimal_archs(), key=lambda a: self.cost(a).macs)
+        return min(self.minimal_archs(), key=lambda a: self.cost(a).macs)
 
     def min_cost(self, input_size: tuple[int, int, int] | None = None, num_classes: int = 1000) -> Cost:
         """Per-metric minimum over the space (the fewest MACs and the fewest params may be different archs)."""
-        costs = [self.cost(a, input_size, num_classes) for a in self._minimal_archs()]
+        costs = [self.cost(a, input_size, num_classes) for a in self.minimal_archs()]
         return Cost(macs=min(c.macs for c in costs), params=min(c.params for c in costs))
 
     # --- teacher-derived spaces ---------------------------------------------------------------

@@ -49,8 +49,10 @@ axis). Latency objectives are measured for every candidate (batch 1, this machin
   nsga2         pymoo NSGA-II on the integer encoding, the budget as a constraint
   optuna-tpe    Optuna TPE (multi-objective TPE with --objectives); study in RUN/optuna.journal
   optuna-nsga2  Optuna's NSGA-II sampler; study in RUN/optuna.journal
-The budget bounds every student; afterwards `studentnas pick RUN --budget SMALLER` answers any
-tighter budget from the same run.
+The budget bounds every student: evolution and random repair a proposal over it (shrink it toward
+the space's cheapest arch, one gene at a time, until it fits), the others tell their optimiser it is
+infeasible. A search stops early when no new arch fits (even the cheapest is over it); afterwards
+`studentnas pick RUN --budget SMALLER` answers any tighter budget from the same run.
 
 FLOPs are multiply-accumulates (MACs), as in the ResNet/DisWOT papers: resnet50 = 4.1 GFLOPs.
 

@@ -23,4 +23,9 @@ class BadInputError(StudentNASError, ValueError):
 
 
 class SearchExhaustedError(StudentNASError):
-    """A searcher could not propose a new feasible architecture (the space is used up)."""
+    """A searcher could not propose a new feasible architecture: the space is used up, or (when
+    ``cheapest`` is set) even the space's cheapest architecture is over the budget."""
+
+    def __init__(self, message: str, cheapest: object | None = None):
+        super().__init__(message)
+        self.cheapest = cheapest  # the Arch a repair ended on, when it did not fit either

@@ -81,9 +81,23 @@ def pick_space(name: str | None, teacher: Teacher) -> SearchSpace:
                         f"('{teacher.name}'); pass --space NAME (known: {', '.join(SPACES.list())})")
 
 
+def describe_cost(cost: Cost, metrics: Sequence[str] = ("macs", "params")) -> str:
+    """``cost`` in the units budgets use, e.g. ``0.00548 GFLOPs, 0.1712 Mparams``."""
+    units = {"macs": ("GFLOPs", 1e9), "params": ("Mparams", 1e6), "latency": ("ms", 1.0), "memory": ("MB", 1.0)}
+    parts = []
+    for metric in metrics:
+        value = cost.value(metric)
+        if value is not None and metric in units:
+            unit, scale = units[metric]
+            parts.append(f"{value / scale:.4g} {unit}")
+    return ", ".join(parts)
+
+
 def check_budget_range(budget: Budget, space: SearchSpace, input_size: tuple[int, int, int], num_classes: int,
                        teacher_cost: Cost) -> None:
-    """Reject budgets below the smallest student; warn about budgets above the teacher."""
+    """Reject budgets below the smallest student (per metric, and for MACs and params together: the
+    space's :meth:`~studentnas.space.SearchSpace.minimal_archs` bound it from below); warn about
+    budgets above the teacher."""
     low = space.min_cost(input_size, num_classes)
     for c in budget.constraints:
         if c.metric not in ("macs", "params"):
@@ -98,6 +112,15 @@ def check_budget_range(budget: Budget, space: SearchSpace, input_size: tuple[int
         if c.limit > top:
             _warn(f"budget '{c.text}' is above the teacher's own {c.metric} ({top / scale:.4g} {unit}); "
                   "students may be as large as the teacher")
+    static = static_budget(budget)
+    if static is not None and len(static.metrics) > 1:
+        costs = [space.cost(a, input_size, num_classes) for a in space.minimal_archs()]
+        if not any(static.satisfied(c) for c in costs):
+            nearest = max(costs, key=static.slack)
+            raise BadInputError(
+                f"budget {' + '.join(repr(c.text) for c in static.constraints)}: no student of space "
+                f"'{space.name}' at {'x'.join(map(str, input_size))} meets every limit at once; the closest has "
+                f"{describe_cost(nearest)}, over {'; '.join(static.violations(nearest))}; raise one of the limits")
 
 
 def static_budget(budget: Budget) -> Budget | None:
@@ -371,6 +394,12 @@ def _loop(job: _Job, seed: int, candidates: int, deadline: float | None, quiet: 
             try:
                 [arch] = strategy.ask(1)
             except SearchExhaustedError as err:
+                cheapest = err.cheapest
+                if isinstance(cheapest, Arch):
+                    cost = job.space.cost(cheapest, job.input_size, teach.num_classes)
+                    err = SearchExhaustedError(f"{err}: that arch has {describe_cost(cost)} at "
+                                               f"{'x'.join(map(str, job.input_size))}, the budget is "
+                                               f"{job.budget.describe()}")
                 say(f"stopping early: {err}")
                 stopped, stop_reason = True, "exhausted"
                 return

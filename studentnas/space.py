@@ -18,7 +18,7 @@ Example:
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -78,6 +78,37 @@ class SearchSpace(ABC):
         """The lowest value of each cost metric over the space (default: the cost of ``smallest()``;
         spaces where the fewest MACs and the fewest params are different archs override this)."""
         return self.cost(self.smallest(), input_size, num_classes)
+
+    def minimal_archs(self) -> list[Arch]:
+        """Archs that together bound the space from below: every arch costs at least as much as one of
+        them in every metric (MACs, params), at any input size. The cheapest arch for any budget is among
+        them. Default: ``[smallest()]``; spaces whose cheapest arch depends on the metric or the input
+        size (``resnet``: the stem) list several."""
+        return [self.smallest()]
+
+    # --- budget repair ------------------------------------------------------------------------
+    def cheapest(self, measure: Callable[[Arch], float] | None = None) -> Arch:
+        """The arch of :meth:`minimal_archs` with the lowest ``measure`` (default: analytic MACs at the
+        default input size; ties: the smaller id). It is where :meth:`shrink` ends."""
+        key = measure or self._default_measure
+        return min(self.minimal_archs(), key=lambda a: (key(a), a.id))
+
+    def shrink(self, arch: Arch, rng: np.random.Generator, measure: Callable[[Arch], float] | None = None,
+               target: Arch | None = None) -> Iterator[Arch]:
+        """Budget repair: successively cheaper archs on a path from ``arch`` to ``target`` (default:
+        :meth:`cheapest` by ``measure``; a caller that repairs often passes it once computed), which is
+        always the last one. A searcher that repairs takes the first one within its budget.
+
+        ``measure`` ranks archs by cost, lower is cheaper (a searcher passes how far an arch is over its
+        budget; default: analytic MACs at the default input size). This default jumps straight to the
+        target; :class:`GeneSpace` walks there one gene at a time.
+        """
+        target = target if target is not None else self.cheapest(measure)
+        if target != arch:
+            yield target
+
+    def _default_measure(self, arch: Arch) -> float:
+        return self.cost(arch).macs
 
     def layers(self, arch: Arch, input_size: tuple[int, int, int] | None = None,
                num_classes: int = 1000) -> list[Layer]:
@@ -148,7 +179,8 @@ class GeneSpace(SearchSpace):
 
     Subclasses provide ``genes()`` and may override ``canonical`` to collapse genes that do not
     change the network (so that equal networks get equal ids). Sampling is uniform per gene;
-    mutation changes one gene to a neighbouring or random other choice; crossover is uniform.
+    mutation changes one gene to a neighbouring or random other choice; crossover is uniform;
+    budget repair (:meth:`shrink`) moves one gene one notch toward the cheapest arch per step.
     """
 
     def genes(self) -> list[Gene]:
@@ -229,3 +261,59 @@ class GeneSpace(SearchSpace):
     def size(self) -> int:
         """Number of gene combinations (an upper bound on distinct archs after canonicalisation)."""
         return int(np.prod([len(g.choices) for g in self._gene_list()], dtype=object))
+
+    def shrink(self, arch: Arch, rng: np.random.Generator, measure: Callable[[Arch], float] | None = None,
+               target: Arch | None = None) -> Iterator[Arch]:
+        """Budget repair, one gene per step (a depth, a width, the ratio, the block kind, a cell's op...),
+        always toward ``target`` (default: :meth:`cheapest` by ``measure``).
+
+        A step moves one gene that differs from the target's either one notch toward the target's
+        choice or straight to it (choices are ordered, so one notch is usually one size down; the
+        jump covers orders that are not by cost). Of those steps the one with the largest saving of
+        ``measure`` per notch moved is taken; ties go to the shorter move, then to ``rng`` (so the
+        path is deterministic given the rng). Every step brings the arch closer to the target (summed
+        index distance, after :meth:`canonical`), so the walk ends there after at most that many
+        steps, even when a step has to cost more (e.g. a 7x7 stem that becomes a deep stem before it
+        can narrow). Where no single step gets closer (genes tied by ``canonical``), it jumps there.
+
+        Example:
+            >>> import numpy as np
+            >>> from studentnas import get_space
+            >>> space = get_space("nb201")
+            >>> arch = space.decode([4, 3, 2, 4, 1, 3])
+            >>> path = list(space.shrink(arch, np.random.default_rng(0)))
+            >>> [space.encode(a).tolist() for a in path[:3]]
+            [[4, 2, 2, 4, 1, 3], [4, 2, 2, 4, 1, 2], [4, 2, 1, 4, 1, 2]]
+            >>> path[-1] == space.cheapest() and all(space.cost(b).macs <= space.cost(a).macs
+            ...                                      for a, b in zip([arch, *path], path))
+            True
+        """
+        key = measure or self._default_measure
+        target = target if target is not None else self.cheapest(key)
+        genes = self._gene_list()
+        index = {g.name: {v: i for i, v in enumerate(g.choices)} for g in genes}
+        goal = {g.name: index[g.name][target[g.name]] for g in genes}
+
+        def distance(values: dict[str, GeneValue]) -> int:
+            return sum(abs(index[name][v] - goal[name]) for name, v in values.items())
+
+        current, values = arch, arch.as_dict()
+        here = distance(values)
+        while current != target:
+            now = key(current)
+            steps: list[tuple[float, int, Arch]] = []  # (saving per notch, notches, arch)
+            for g in genes:
+                i, j = index[g.name][values[g.name]], goal[g.name]
+                for k in sorted({i + (1 if j > i else -1), j}) if i != j else ():
+                    moved = self.canonical({**values, g.name: g.choices[k]})
+                    if distance(moved) < here:
+                        step = Arch(self.name, moved)
+                        steps.append(((now - key(step)) / abs(i - k), abs(i - k), step))
+            if not steps:
+                yield target
+                return
+            order = rng.permutation(len(steps))  # random tie-break: max() keeps the first of equal keys
+            _, _, current = max((steps[int(n)] for n in order), key=lambda s: (s[0], -s[1]))
+            values = current.as_dict()
+            here = distance(values)
+            yield current

@@ -29,6 +29,7 @@ def assert_one_line_error(proc, *needles: str) -> str:
         (["--teacher", "resnet18", "--budget", "5 bananas"], ["'5 bananas'", "unknown unit 'bananas'", "5GFLOPs"]),
         (["--teacher", "resnet18", "--budget=-3GFLOPs"], ["positive"]),
         ([*TINY, "--budget", "1MFLOPs"], ["below the smallest student", "0.005"]),
+        ([*TINY, "--budget", "15%macs"], ["budget '15%macs' is below the smallest student", "0.005893 GFLOPs"]),
         ([*TINY, "--budget", "30MMACs", "--space", "nb2001"], ["unknown search space 'nb2001'", "'nb201'"]),
         ([*TINY, "--budget", "30MMACs", "--proxy", "nwto"], ["unknown proxy 'nwto'", "'nwot'"]),
         ([*TINY, "--budget", "30MMACs", "--searcher", "evolutoin"], ["unknown searcher", "'evolution'"]),

@@ -51,6 +51,18 @@ def test_memory_budget_is_measured_and_over_budget_students_are_never_scored(tmp
     assert {c.id for c in run.pareto} <= {c.id for c in run.candidates if c.ok}
 
 
+@pytest.mark.parametrize("searcher", ["random", "evolution"])
+def test_a_tight_budget_is_repaired_not_exhausted(tmp_path: Path, searcher: str) -> None:
+    """resnet18 at 32 px with 25 % of its MACs: about 0.02 % of the space fits, so resampling gave up with
+    no candidate; repair shrinks each proposal into the budget."""
+    run = sn.search(teacher="resnet18", budget="25%macs", image_size=32, batch_size=8, candidates=4,
+                    searcher=searcher, quiet=True, out=tmp_path / "run")
+    cfg = json.loads((run.path / "run.json").read_text())
+    assert cfg["stop_reason"] == "candidates" and cfg["teacher_cost"]["macs"] == 37_523_456
+    assert len({c.id for c in run.candidates}) == 4 and all(c.ok for c in run.candidates)
+    assert all(c.cost.macs <= 0.25 * 37_523_456 for c in run.candidates)
+
+
 def test_progress_lines_without_a_terminal(cli, tmp_path: Path) -> None:
     proc = cli("search", "--teacher", "resnet18", "--budget", "30MMACs", "--candidates", "3", "--image-size", "32",
                "--batch-size", "8", "--out", str(tmp_path / "r"))

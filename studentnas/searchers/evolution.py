@@ -11,7 +11,10 @@ With several objectives (``objectives=["nwot", "latency"]``) the tournament winn
 sampled members on their own non-dominated front (pymoo's sort), the one best by the first
 objective; with one objective this is simply the best member.
 
-Budget handling: ``resample`` (an over-budget or already-asked child is proposed again).
+Budget handling: ``repair`` (see :mod:`studentnas.searchers.base`): a child (or initial sample) over
+the budget is shrunk toward the space's cheapest arch, one gene at a time, until it fits, so a
+mutation that grows one gene past the budget trades it against the others; an already-asked child is
+proposed again.
 
 Example:
     >>> from studentnas import get_space
@@ -39,6 +42,7 @@ class RegularizedEvolution(Searcher):
     """Aging evolution with tournament selection of the best and single-gene mutation."""
 
     name = "evolution"
+    constraint_handling = "repair"
 
     def __init__(self, space: SearchSpace, *, population_size: int = 36, sample_size: int = 8, **kwargs: Any):
         super().__init__(space, **kwargs)

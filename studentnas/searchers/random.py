@@ -1,7 +1,9 @@
-"""``random``: uniform samples from the space, resampled until within budget and new.
+"""``random``: uniform samples from the space, repaired into the budget, drawn again until new.
 
-Budget handling: ``resample`` (an over-budget or already-asked sample is drawn again). It ignores
-the objectives; like every searcher it keeps the Pareto archive of what it was told.
+Budget handling: ``repair`` (see :mod:`studentnas.searchers.base`): a sample over the budget is shrunk
+toward the space's cheapest arch, one gene at a time, until it fits; an already-asked one is drawn
+again. Samples within the budget are uniform over it; repaired ones lie near its edge. It ignores the
+objectives; like every searcher it keeps the Pareto archive of what it was told.
 
 Example:
     >>> from studentnas import get_space
@@ -22,6 +24,7 @@ class RandomSearcher(Searcher):
     """Random search: the baseline every searcher must beat."""
 
     name = "random"
+    constraint_handling = "repair"
 
     def _propose(self) -> Arch:
         return self.space.sample(self.rng)
