@@ -63,6 +63,22 @@ def test_a_tight_budget_is_repaired_not_exhausted(tmp_path: Path, searcher: str)
     assert all(c.cost.macs <= 0.25 * 37_523_456 for c in run.candidates)
 
 
+def test_a_budget_even_the_cheapest_arch_misses_stops_the_search_naming_it(tmp_path: Path,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """A latency limit no student can meet (the MACs limit alone is fine, so it is not refused up front):
+    repair walks every proposal to the cheapest arch, which is over it too, and the search stops with one
+    line that names that arch, its cost and the budget."""
+    monkeypatch.setenv("STUDENTNAS_CACHE_DIR", str(tmp_path / "cache"))
+    lines: list[str] = []
+    run = sn.search(teacher="resnet18", space="nb201", budget=["100MMACs", "0.001ms"], image_size=32, batch_size=8,
+                    candidates=2, searcher="random", out=tmp_path / "run", log=lines.append)
+    assert run.candidates == [] and json.loads((run.path / "run.json").read_text())["stop_reason"] == "exhausted"
+    [stop] = [line for line in lines if line.startswith("stopping early")]
+    assert ("even the cheapest arch of space 'nb201', |none~0|+|none~0|none~1|+|none~0|none~1|none~2|, does not "
+            "fit; raise the budget: that arch has 0.007846 GFLOPs, 0.1377 Mparams at 3x32x32, the budget is macs <= "
+            "0.1 GMACs and latency <= 0.001 ms") in stop
+
+
 def test_progress_lines_without_a_terminal(cli, tmp_path: Path) -> None:
     proc = cli("search", "--teacher", "resnet18", "--budget", "30MMACs", "--candidates", "3", "--image-size", "32",
                "--batch-size", "8", "--out", str(tmp_path / "r"))

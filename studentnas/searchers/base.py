@@ -218,7 +218,8 @@ class Searcher(ABC):
             if self.is_feasible(last):
                 self.n_repaired += 1
                 return last
-        over = f"is {self.violation(last):.1%} over it" if self._violation is not None else "does not fit"
+        excess = self.violation(last) if self._violation is not None else 0.0  # 0: over an unmeasured limit
+        over = f"is {excess:.1%} over it" if excess > 0 else "does not fit"
         raise SearchExhaustedError(
             f"{self.name} cannot repair an arch into the budget: even the cheapest arch of space "
             f"'{self.space.name}', {self.space.format_arch(last)}, {over}; raise the budget", cheapest=last)
