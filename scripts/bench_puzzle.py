@@ -5,8 +5,9 @@
    ``--budgets`` value, every one realised from the BLD weights, BN-recalibrated and measured on the test
    split (KL to the teacher, top-1). The MIP student also gets the short global KD.
 2. **From scratch**: the MIP student's architecture at the first budget, re-initialised and trained with
-   the same recipe as global KD (Hinton KD at T=1 + 0.5 CE, the distill trainer) for as many images as the
-   Puzzle student saw on its path (one BLD budget + the global KD images).
+   the same recipe as global KD (images: Hinton KD at T=1 + 0.5 CE with the distill trainer; LMs:
+   next-byte KL) for as many images or tokens as the Puzzle student saw on its path (one BLD budget +
+   the global KD).
 3. **BLD parallel speed-up** (``--speedup N``): the BLD of the first N library entries in a scratch
    folder, with 1 worker (in process) and with 2 Ray workers; the ratio of wall times. Run it on an
    otherwise idle machine: it needs both cores.
@@ -71,6 +72,19 @@ def _from_scratch(run: PuzzleRun, ids: list[str], lib: Library, images: int, see
     quality = evaluate_model(student, run.teacher, run.samples.test, run.samples.test_labels, is_lm=run.spec.is_lm)
     return {"epochs": epochs, "images": epochs * batches.num_images, "seconds": time.perf_counter() - start,
             "train_config": config.to_dict(), **quality}
+
+
+def _lm_from_scratch(run: PuzzleRun, ids: list[str], lib: Library, tokens: int, seed: int) -> dict[str, Any]:
+    """The MIP student's architecture re-initialised and trained by the global-KD loop (next-byte KL to
+    the teacher, batch 16) for as many tokens as the Puzzle student saw (one BLD budget + global KD)."""
+    from studentnas.puzzle.realise import global_kd_lm, realise
+
+    by_id = lib.by_id()
+    student = _reinit(realise(run.dec, run.family, [by_id[i].replacement for i in ids], run.root), seed)
+    steps = max(1, round(tokens / (16 * run.samples.bld.shape[1])))
+    info = global_kd_lm(student, run.teacher, run.samples.bld, steps=steps, batch_size=16, seed=seed)
+    quality = evaluate_model(student, run.teacher, run.samples.test, None, is_lm=True)
+    return {**info, **quality}
 
 
 def _speedup(run: PuzzleRun, lib: Library, n: int, folder: Path) -> dict[str, Any]:
@@ -152,12 +166,18 @@ def main(argv: list[str] | None = None) -> int:
     report["library"] = {"entries": len(lib.entries), "layers": lib.num_layers,
                          "failed": sum(not e.ok for e in lib.entries)}
     solution = json.loads((first.root / "solutions" / f"{first.budget.slug()}.json").read_text())
-    if not args.no_scratch and not first.spec.is_lm:
-        gkd_images = solution["evaluation"]["gkd"]["images"]
-        report["scratch"] = {"budget": budgets[0], "puzzle_images": args.bld_budget + gkd_images,
-                             **_from_scratch(first, [c["id"] for c in solution["mip"]["chosen"]], lib,
-                                             args.bld_budget + gkd_images, args.seed),
-                             "puzzle_after_gkd": solution["evaluation"]["mip_after_gkd"]}
+    if not args.no_scratch:
+        ids = [c["id"] for c in solution["mip"]["chosen"]]
+        if first.spec.is_lm:
+            context = first.spec.input_shape[0]
+            tokens = args.bld_budget * context + solution["evaluation"]["gkd"]["tokens"]
+            scratch = _lm_from_scratch(first, ids, lib, tokens, args.seed)
+            report["scratch"] = {"budget": budgets[0], "puzzle_tokens": tokens, **scratch}
+        else:
+            images = args.bld_budget + solution["evaluation"]["gkd"]["images"]
+            report["scratch"] = {"budget": budgets[0], "puzzle_images": images,
+                                 **_from_scratch(first, ids, lib, images, args.seed)}
+        report["scratch"]["puzzle_after_gkd"] = solution["evaluation"]["mip_after_gkd"]
     if args.speedup:
         report["bld_speedup"] = _speedup(first, lib, args.speedup, Path(args.out) / "speedup")
     text = json.dumps(report, indent=2)
