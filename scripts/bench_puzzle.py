@@ -9,8 +9,9 @@
    next-byte KL) for as many images or tokens as the Puzzle student saw on its path (one BLD budget +
    the global KD).
 3. **BLD parallel speed-up** (``--speedup N``): the BLD of the first N library entries in a scratch
-   folder, with 1 worker (in process) and with 2 Ray workers; the ratio of wall times. Run it on an
-   otherwise idle machine: it needs both cores.
+   folder, with 1 worker (in process) and with 2 Ray workers; the ratio of wall times, beside the
+   machine's own ceiling measured in the same run (2 single-threaded matmul processes vs 1: 2.0 on two
+   real cores). Run it on an otherwise idle machine.
 
 Prints one JSON object (also written to ``--json``) and, with ``--markdown``, a table for BENCHMARKS.md.
 
@@ -87,10 +88,30 @@ def _lm_from_scratch(run: PuzzleRun, ids: list[str], lib: Library, tokens: int, 
     return {**info, **quality}
 
 
+_MATMUL = ("import time, torch\ntorch.set_num_threads(1)\na = torch.randn(512, 512)\nt = time.perf_counter()\n"
+           "for _ in range(300):\n    a @ a\nprint(time.perf_counter() - t)")
+
+
+def machine_parallel_capacity() -> dict[str, float]:
+    """How much faster 2 single-threaded processes get through 2 units of matmul work than 1 process: the
+    ceiling for any 2-worker speed-up on this machine (2.0 on two real cores)."""
+    import subprocess
+
+    def run(n: int) -> float:
+        start = time.perf_counter()
+        procs = [subprocess.Popen([sys.executable, "-c", _MATMUL], stdout=subprocess.PIPE) for _ in range(n)]
+        for proc in procs:
+            proc.wait()
+        return time.perf_counter() - start
+
+    one, two = run(1), run(2)
+    return {"one_process_s": one, "two_processes_s": two, "capacity": 2 * one / two}
+
+
 def _speedup(run: PuzzleRun, lib: Library, n: int, folder: Path) -> dict[str, Any]:
     """Wall time of the BLD of ``n`` trainable entries with 1 and with 2 workers (same activations)."""
     entries = [e for e in lib.entries if not e.replacement.is_teacher and e.costs.get("params", 0) > 0][:n]
-    out: dict[str, Any] = {"replacements": len(entries)}
+    out: dict[str, Any] = {"replacements": len(entries), "machine": machine_parallel_capacity()}
     for workers in (1, 2):
         root = folder / f"w{workers}"
         shutil.rmtree(root, ignore_errors=True)
@@ -113,6 +134,7 @@ def _speedup(run: PuzzleRun, lib: Library, n: int, folder: Path) -> dict[str, An
             ray.shutdown()
     out["speedup"] = out["seconds_1_worker"] / out["seconds_2_workers"]
     out["speedup_with_ray_start"] = out["seconds_1_worker"] / (out["seconds_2_workers"] + out["ray_start_seconds"])
+    out["share_of_machine_ceiling"] = out["speedup"] / out["machine"]["capacity"]
     return out
 
 
@@ -134,6 +156,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--workers", type=int, default=1)
     p.add_argument("--speedup", type=int, default=0, metavar="N", help="measure BLD speed-up on N replacements")
     p.add_argument("--no-scratch", action="store_true")
+    p.add_argument("--speedup-only", action="store_true", help="only the BLD speed-up (the run must exist)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json")
     args = p.parse_args(argv)
@@ -147,7 +170,7 @@ def main(argv: list[str] | None = None) -> int:
     report: dict[str, Any] = {"command": " ".join(sys.argv), "budgets": {}, "threads": torch.get_num_threads()}
     start = time.perf_counter()
     last = None
-    for budget in budgets:
+    for budget in [] if args.speedup_only else budgets:
         run = PuzzleRun(replace(base, budget=[budget]))
         summary = run.run()
         row = summary["solutions"][summary["last"]]
@@ -165,8 +188,8 @@ def main(argv: list[str] | None = None) -> int:
     lib = Library.from_dict(json.loads((first.root / "library.json").read_text()))
     report["library"] = {"entries": len(lib.entries), "layers": lib.num_layers,
                          "failed": sum(not e.ok for e in lib.entries)}
-    solution = json.loads((first.root / "solutions" / f"{first.budget.slug()}.json").read_text())
-    if not args.no_scratch:
+    if not args.no_scratch and not args.speedup_only:
+        solution = json.loads((first.root / "solutions" / f"{first.budget.slug()}.json").read_text())
         ids = [c["id"] for c in solution["mip"]["chosen"]]
         if first.spec.is_lm:
             context = first.spec.input_shape[0]
