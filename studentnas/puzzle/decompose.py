@@ -154,7 +154,7 @@ def ordered_cover(chosen: Sequence[Replacement], num_layers: int) -> list[Replac
     for rep in order:
         if rep.start != position:
             raise BadInputError(f"replacements must cover layers 0..{num_layers - 1} exactly once; layer {position} "
-                                f"is {'uncovered' if rep.start > position else 'covered twice'}; re-solve the MIP")
+                                f"is {'missing' if rep.start > position else 'covered twice'}; re-solve the MIP")
         position = rep.end
     if position != num_layers:
         raise BadInputError(f"replacements stop at layer {position - 1}, the teacher has {num_layers} layers")
