@@ -94,12 +94,13 @@ class Arch:
         return cached
 
     def __str__(self) -> str:
+        from studentnas.errors import BadInputError
         from studentnas.registry import SPACES
 
         if self.space in SPACES:
             try:  # the space's own text form, e.g. the NB201 cell string
                 space = SPACES.get(self.space)()
-            except TypeError:  # a space that cannot be made without arguments: generic form below
+            except (TypeError, BadInputError):  # a space that needs arguments (puzzle): generic form below
                 space = None
             if space is not None:
                 return space.format_arch(self)

@@ -60,10 +60,18 @@ class RunDir:
             return json.loads((self.path / RUN_JSON).read_text())
         except FileNotFoundError:
             raise BadInputError(f"'{self.path}' is not a run directory (no {RUN_JSON}); "
-                                "pass the --out folder of a `studentnas search`") from None
+                                f"pass the --out folder of a `studentnas search`{self._puzzle_hint()}") from None
         except json.JSONDecodeError as err:
             raise BadInputError(f"'{self.path / RUN_JSON}' is corrupt ({err}); delete the run and search again") \
                 from None
+
+    def _puzzle_hint(self) -> str:
+        """Where the run directories of a ``studentnas puzzle`` folder (OUT or OUT/puzzle) are, if it is one."""
+        for root in (self.path, self.path / "puzzle"):
+            budgets = sorted(p.name for p in (root / "candidates").glob("*") if (p / RUN_JSON).is_file())
+            if budgets:
+                return f", or a Puzzle budget's: {', '.join(str(root / 'candidates' / b) for b in budgets)}"
+        return ""
 
     def update_config(self, **fields: Any) -> None:
         write_json_atomic(self.path / RUN_JSON, {**self.config(), **fields})

@@ -11,12 +11,22 @@ from studentnas.cost import Cost
 from studentnas.proxy import ProxyContext
 from studentnas.testing import check_proxy, check_proxy_order, check_searcher, check_space
 
-SMALL_INPUT = {"resnet": (3, 64, 64), "nb201": (3, 32, 32)}
+SMALL_INPUT = {"resnet": (3, 64, 64), "nb201": (3, 32, 32), "puzzle": (3, 32, 32)}
+
+
+def _space_config(name: str) -> dict:
+    """Spaces that cannot be made without arguments: the puzzle space needs a teacher (its untrained library)."""
+    if name == "puzzle":
+        from studentnas.puzzle.samples import teacher_spec
+
+        spec = teacher_spec("resnet18", None, image_size=32, num_classes=10)
+        return {"teacher": spec.to_dict(), "library": {"widths": [0.5], "merge_widths": [1.0]}}
+    return {}
 
 
 @pytest.mark.parametrize("name", SPACES.list())
 def test_space_contract(name: str) -> None:
-    check_space(get_space(name), input_size=SMALL_INPUT.get(name), n=4)
+    check_space(get_space(name, **_space_config(name)), input_size=SMALL_INPUT.get(name), n=4)
 
 
 @pytest.mark.parametrize("name", PROXIES.list())

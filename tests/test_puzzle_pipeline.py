@@ -35,12 +35,23 @@ SMALL = ["--image-size", "32", "--data", "fashion-mnist", "--bld-samples", "96",
          "--library-options", '{"widths": [0.5], "merge_widths": [1.0]}', "--quiet"]
 
 
+def _resnet_args(out: Path) -> list[str]:
+    """The fixture's `studentnas puzzle` call: its teacher checkpoint lies beside ``out``."""
+    return ["puzzle", "--teacher", "resnet18", "--teacher-checkpoint", str(out.parent / "t18.safetensors"),
+            "--budget", "50%macs", "--out", str(out), *SMALL]
+
+
 @pytest.fixture(scope="module")
 def resnet_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A resnet18 trained for one epoch on 256 Fashion-MNIST images (a real checkpoint, so the global KD
+    runs: `studentnas distill` refuses a random teacher), compressed to 50 % of its MACs."""
     if not FMNIST.is_file():
         pytest.fail("Debian's dataset-fashion-mnist is required (make data installs it)")
     out = tmp_path_factory.mktemp("puzzle") / "r18"
-    assert main(["puzzle", "--teacher", "resnet18", "--budget", "50%macs", "--out", str(out), *SMALL]) == 0
+    assert main(["teacher", "train", "--model", "resnet18", "--data", "fashion-mnist", "--epochs", "1",
+                 "--image-size", "32", "--train-images", "256", "--test-images", "64", "--threads", "1", "--quiet",
+                 "--out", str(out.parent / "t18.safetensors")]) == 0
+    assert main(_resnet_args(out)) == 0
     return out
 
 
@@ -81,10 +92,65 @@ def test_exported_student_reloads_with_the_same_outputs(resnet_run: Path) -> Non
     assert sum(r["end"] - r["start"] for r in meta["replacements"]) == 8  # covers every parent layer once
 
 
+def test_global_kd_is_one_trial_of_studentnas_distill_on_the_mip_student(resnet_run: Path) -> None:
+    from studentnas.export import load_student
+
+    root = resnet_run / "puzzle"
+    evaluation = json.loads((root / "solutions" / "50pctmacs.json").read_text())["evaluation"]
+    gkd = evaluation["gkd"]
+    assert gkd["engine"] == "studentnas distill" and gkd["run"] == str(root / "gkd" / "50pctmacs")
+    results = json.loads((root / "gkd" / "50pctmacs" / "distill" / "results.json").read_text())
+    (entry,) = results["students"]
+    assert results["status"] == "done" and results["trials"] == 1 and entry["id"] == gkd["student"]
+    recipe = entry["kd"]["train_config"]  # nothing is tuned: the fixed recipe, Hinton KD at T = 1 + 0.5 CE
+    assert entry["kd"]["best_config"] == {} and recipe["losses"] == [{"name": "kd", "weight": 1.0, "T": 1.0}]
+    assert (recipe["lr"], recipe["weight_decay"], recipe["momentum"], recipe["ce_weight"]) == (0.01, 5e-4, 0.9, 0.5)
+    # the exported Puzzle student is the distilled one, and its after-GKD quality was measured on it
+    distilled = load_student(entry["kd"]["file"])
+    exported = load_puzzle_student(root / "students" / "50pctmacs.safetensors")
+    x = torch.randn(4, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+    assert torch.allclose(distilled(x), exported(x), atol=1e-5)
+    assert evaluation["mip_after_gkd"]["kl"] != evaluation["mip"]["kl"]
+
+
+def test_every_selection_is_a_run_directory_that_distill_reads(resnet_run: Path) -> None:
+    from studentnas.distill.tune import choose_students
+    from studentnas.export import space_from_config
+    from studentnas.puzzle.realise import realise
+    from studentnas.run import Run
+
+    root = resnet_run / "puzzle"
+    solution = json.loads((root / "solutions" / "50pctmacs.json").read_text())
+    run = Run(root / "candidates" / "50pctmacs")
+    roles = run.config["roles"]
+    assert sorted(r for rs in roles.values() for r in rs) == ["greedy", "mip", "random1", "random2"]
+    mip = run.candidate(next(i for i, rs in roles.items() if "mip" in rs))
+    assert mip.scores["puzzle_neg_kl"] == -solution["evaluation"]["mip"]["kl"]
+    assert mip.cost.macs == pytest.approx(solution["measured"]["macs"], rel=1e-6)  # tables = the counted student
+    assert choose_students(run, 1, None) == run.pareto[:1] and run.pareto
+    # the space builds the MIP student with its BLD weights, as the pipeline realised it
+    space = space_from_config(run.config["space"])
+    lib = Library.from_dict(json.loads((root / "library.json").read_text()))
+    teacher = TeacherSpec.from_dict(json.loads((root / "config.json").read_text())["identity"]["teacher"])
+    dec = family_for(teacher.load()).decompose(teacher.load(), teacher.input_shape)
+    realised = realise(dec, family_for(teacher.load()), [lib.by_id()[c["id"]].replacement
+                                                         for c in solution["mip"]["chosen"]], root)
+    built = space.build(mip.arch, num_classes=10, in_chans=3).eval()
+    x = torch.randn(4, 3, 32, 32, generator=torch.Generator().manual_seed(2))
+    assert torch.allclose(built(x), realised(x), atol=1e-5)
+
+
+def test_distill_points_a_puzzle_folder_at_its_run_directories(resnet_run: Path,
+                                                               capsys: pytest.CaptureFixture) -> None:
+    code = main(["distill", str(resnet_run / "puzzle"), "--top", "1", "--data", "fashion-mnist"])
+    err = capsys.readouterr().err
+    assert code == 2 and str(resnet_run / "puzzle" / "candidates" / "50pctmacs") in err
+
+
 def test_rerun_trains_nothing_and_mip_only_resolves(resnet_run: Path) -> None:
     bld = sorted((resnet_run / "puzzle" / "bld").glob("*.json"))
     stamps = {p: p.stat().st_mtime_ns for p in bld}
-    assert main(["puzzle", "--teacher", "resnet18", "--budget", "50%macs", "--out", str(resnet_run), *SMALL]) == 0
+    assert main(_resnet_args(resnet_run)) == 0
     assert {p: p.stat().st_mtime_ns for p in bld} == stamps
     assert main(["puzzle", "--out", str(resnet_run), "--mip-only", "--budget", "30%macs", "--quiet"]) == 0
     solution = json.loads((resnet_run / "puzzle" / "solutions" / "30pctmacs.json").read_text())

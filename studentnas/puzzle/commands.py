@@ -30,9 +30,13 @@ compress the teacher block by block.
                --mip-candidates best diverse solutions are realised and measured on the score set, and
                the best measured one is kept. Greedy and random selections under the same budget are
                scored the same way.
-  5. realise   the student is assembled from the BLD weights, its BatchNorm statistics recalibrated,
-               evaluated on the test split before and after a short global KD (the distill trainer), and
-               exported to RUN/puzzle/students/<budget>.safetensors + .json.
+  5. realise   the student is assembled from the BLD weights, its BatchNorm statistics recalibrated, and
+               evaluated on the test split. The MIP, greedy and random selections are written as a run
+               directory, RUN/puzzle/candidates/<budget>/, that `studentnas distill` reads (the `puzzle`
+               search space builds them with their BLD weights). The short global KD of image students is
+               one fixed-recipe trial of `studentnas distill` there (--gkd-epochs); LMs get --gkd-steps of
+               next-byte KL. The student is evaluated again and exported to
+               RUN/puzzle/students/<budget>.safetensors + .json.
 
 Budgets (--budget, repeatable; all must hold): 50%macs, 60%params, 5GMACs, 20Mparams, 3ms (summed block
 latency at batch 1, re-checked on the real student), 100MB (weights + KV cache + peak activation).
@@ -45,6 +49,7 @@ examples:
   studentnas teacher train --model resnet26 --data fashion-mnist --epochs 3 --image-size 32 --out t.safetensors
   studentnas puzzle --teacher resnet26 --teacher-checkpoint t.safetensors --data fashion-mnist \\
       --budget 50%macs --out runs/p1
+  studentnas distill runs/p1/puzzle/candidates/50pctmacs --top 2 --data fashion-mnist --trials 8 --baseline
   studentnas puzzle --out runs/p1 --mip-only --budget 30%macs --budget 60%params
   studentnas lm train --model gpt_tiny --data fortunes --steps 750 --out lm.safetensors
   studentnas puzzle --teacher gpt_tiny --teacher-checkpoint lm.safetensors --data fortunes --budget 50%params \\
@@ -105,11 +110,15 @@ def add_puzzle(sub: argparse._SubParsersAction, parser_class: type) -> None:
                         "(default: 0.1)")
     p.add_argument("--random-baselines", type=int, default=5, metavar="N",
                    help="random feasible selections scored as a baseline (default: 5)")
-    p.add_argument("--gkd-epochs", type=int, default=1, help="global KD epochs over the BLD images (default: 1)")
+    p.add_argument("--gkd-epochs", type=int, default=1,
+                   help="epochs of the global KD of image students: one fixed-recipe trial of `studentnas distill` "
+                        "(Hinton KD T=1 + 0.5 CE) on --bld-samples training images; needs --teacher-checkpoint "
+                        "(default: 1)")
     p.add_argument("--gkd-steps", type=int, default=200, help="global KD steps for LMs (default: 200)")
     p.add_argument("--workers", type=int, default=1, help="parallel BLD workers on a local Ray (default: 1: in "
                                                           "this process)")
-    p.add_argument("--ray-address", metavar="ADDR", help="run BLD on this Ray cluster (auto, HOST:PORT)")
+    p.add_argument("--ray-address", metavar="ADDR",
+                   help="run BLD and the global KD on this Ray cluster (auto, HOST:PORT)")
     p.add_argument("--mip-only", action="store_true", help="re-solve a new --budget from the cached library")
     p.add_argument("--fresh", action="store_true", help="delete RUN/puzzle and start over")
     p.add_argument("--threads", type=int, metavar="N", help="torch CPU threads (default: torch's)")
@@ -173,11 +182,15 @@ def run_puzzle(args: argparse.Namespace) -> int:
         print("  measured on the test split:")
         print(_line("teacher", evaluation.get("teacher")))
         print(_line("MIP", evaluation.get("mip")))
-        print(_line("MIP + global KD", evaluation.get("mip_after_gkd")))
+        gkd = evaluation.get("mip_after_gkd")
+        print(_line("MIP + global KD", gkd) if gkd else f"  {'MIP + global KD':<18} {evaluation['gkd']['skipped']}")
         print(_line("greedy", evaluation.get("greedy")))
         for i, r in enumerate(evaluation.get("random", [])):
             print(_line(f"random {i + 1}", r))
         print(f"  student: {evaluation.get('file')}")
+        if evaluation.get("candidates_run"):
+            print(f"  every selection as a run directory; tune and distil them with: studentnas distill "
+                  f"{evaluation['candidates_run']} --top K --data {opts.data} --trials 8")
     if args.json:
         from pathlib import Path
 

@@ -25,11 +25,17 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 
 from studentnas.cost import count_params, peak_activation_bytes
+from studentnas.progress import Progress
+from studentnas.puzzle.library import Entry, Library
+
+if TYPE_CHECKING:
+    from studentnas.puzzle.decompose import Decomposed, Family
 
 MB = 1e6
 
@@ -140,3 +146,22 @@ def summarize(costs: Mapping[str, float]) -> str:
     if "memory_mb" in costs:
         parts.append(f"{costs['memory_mb']:.3g} MB")
     return ", ".join(parts)
+
+
+def costed_library(dec: Decomposed, family: Family, options: Mapping[str, Any], context: int | None, *,
+                   latency: bool = True, quiet: bool = True) -> Library:
+    """Every replacement ``family`` offers for ``dec`` with its block costs (no quality yet), and the fixed
+    costs of the prefix and suffix. Without ``latency`` only params, MACs and memory are counted (fast)."""
+    reps = family.replacements(dec, options)
+    entries = []
+    with Progress(total=len(reps), desc="library costs", quiet=quiet) as bar:
+        for rep in reps:
+            module = family.build(dec, rep)
+            entries.append(Entry(rep, costs=block_costs(module, dec.infos[rep.start].in_shape, context=context,
+                                                        latency=latency)))
+            bar.update(1)
+    peak = peak_activation_mb([dec.prefix, *dec.layers, dec.suffix], dec.example_input(1))
+    fixed = fixed_costs(dec.prefix, dec.suffix, dec.infos[-1].out_shape, dec.input_shape, dtype=dec.input_dtype,
+                        peak_mb=peak, latency=latency)
+    return Library(family.name, list(dec.infos), entries, fixed,
+                   {"unknown_layers": [i.name for i in dec.infos if i.kind == "unknown"]})

@@ -74,6 +74,12 @@ class Decomposed:
                 i += 1
         return self.suffix(hidden) if stop is None else hidden
 
+    @property
+    def num_features(self) -> int:
+        """Channels (image hidden states ``(C, H, W)``) or width (token hidden states ``(T, D)``) at the end."""
+        shape = self.infos[-1].out_shape if self.infos else (0,)
+        return int(shape[0] if len(shape) == 3 else shape[-1])
+
     def example_input(self, batch: int = 1) -> torch.Tensor:
         """A deterministic input of the right shape and dtype (zeros or token 0)."""
         return torch.zeros(batch, *self.input_shape, dtype=self.input_dtype)
@@ -86,14 +92,17 @@ class Assembled(nn.Module):
     """A student assembled from a :class:`Decomposed` teacher's prefix/suffix and chosen modules.
 
     ``blocks[i]`` stands in for parent layers ``spans[i]``; this is the module ``studentnas puzzle``
-    exports (its state dict) and global distillation trains.
+    exports (its state dict) and global distillation trains. It follows timm's model contract
+    (``forward_features``, ``forward_head``, ``num_features``: the channels or width of the last hidden
+    state) so proxies and ``studentnas distill`` treat it like any student.
     """
 
     def __init__(self, prefix: nn.Module, blocks: Sequence[nn.Module], suffix: nn.Module,
-                 spans: Sequence[tuple[int, int]]):
+                 spans: Sequence[tuple[int, int]], num_features: int = 0):
         super().__init__()
         self.prefix, self.blocks, self.suffix = prefix, nn.ModuleList(blocks), suffix
         self.spans = [tuple(s) for s in spans]
+        self.num_features = num_features
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         hidden = self.prefix(x)
@@ -101,8 +110,11 @@ class Assembled(nn.Module):
             hidden = block(hidden)
         return hidden
 
+    def forward_head(self, x: torch.Tensor) -> torch.Tensor:
+        return self.suffix(x)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.suffix(self.forward_features(x))
+        return self.forward_head(self.forward_features(x))
 
 
 class Family(ABC):
@@ -164,4 +176,5 @@ def ordered_cover(chosen: Sequence[Replacement], num_layers: int) -> list[Replac
 def assemble(dec: Decomposed, family: Family, chosen: Sequence[Replacement]) -> Assembled:
     """Build the student for ``chosen`` replacements, which must cover every parent layer exactly once."""
     order = ordered_cover(chosen, len(dec.layers))
-    return Assembled(dec.prefix, [family.build(dec, r) for r in order], dec.suffix, [(r.start, r.end) for r in order])
+    return Assembled(dec.prefix, [family.build(dec, r) for r in order], dec.suffix, [(r.start, r.end) for r in order],
+                     dec.num_features)

@@ -10,6 +10,9 @@ Everything lives in ``RUN/puzzle/`` (DESIGN.md §4):
 ``scores.jsonl``           one line per scored replacement (the scoring journal; resume reads it)
 ``solutions/<budget>.json``  MIP choice, re-check log, baselines and their measured quality
 ``students/<budget>.{safetensors,json}``  the realised student (after global KD when asked)
+``candidates/<budget>/``   the budget's MIP, greedy and random students as a run directory for
+                           ``studentnas distill`` (:mod:`studentnas.puzzle.handoff`)
+``gkd/<budget>/``          the MIP student alone, where the global KD ran (``studentnas distill``)
 ``puzzle.json``            summary of every budget solved in this run; ``pareto.png`` plots them
 =========================  ==========================================================================
 
@@ -38,7 +41,7 @@ from studentnas.progress import Progress
 from studentnas.puzzle import costs as cost_mod
 from studentnas.puzzle.activations import ActivationStore
 from studentnas.puzzle.bld import BLDConfig, BLDJob, finished, load_trained, run_bld
-from studentnas.puzzle.decompose import Decomposed, Family, assemble, family_for
+from studentnas.puzzle.decompose import assemble, family_for
 from studentnas.puzzle.library import COST_KEYS, Entry, Library, Replacement
 from studentnas.puzzle.samples import PuzzleSamples, TeacherSpec, image_samples, teacher_spec, text_samples
 from studentnas.puzzle.scoring import evaluate_model, score_replacement
@@ -101,26 +104,6 @@ def _check_identity(root: Path, identity: dict[str, Any], fresh: bool) -> None:
     write_json_atomic(path, {"identity": identity, "versions": {"torch": torch.__version__}})
 
 
-def _library_skeleton(dec: Decomposed, family: Family, options: dict[str, Any], context: int | None,
-                      quiet: bool) -> Library:
-    """Every replacement with its block costs (quality comes later)."""
-    reps = family.replacements(dec, options)
-    entries = []
-    with Progress(total=len(reps), desc="library costs", quiet=quiet) as bar:
-        for rep in reps:
-            module = family.build(dec, rep)
-            entries.append(Entry(rep, costs=cost_mod.block_costs(module, dec.infos[rep.start].in_shape,
-                                                                 context=context)))
-            bar.update(1)
-    x = dec.example_input(1)
-    hidden_in = dec.infos[-1].out_shape
-    peak = cost_mod.peak_activation_mb([dec.prefix, *dec.layers, dec.suffix], x)
-    fixed = cost_mod.fixed_costs(dec.prefix, dec.suffix, hidden_in, dec.input_shape, dtype=dec.input_dtype,
-                                 peak_mb=peak)
-    return Library(family.name, list(dec.infos), entries, fixed, {"unknown_layers": [
-        i.name for i in dec.infos if i.kind == "unknown"]})
-
-
 def _ids(solution: dict[str, Any]) -> list[str]:
     """Replacement ids of a solution's ``to_dict()`` form."""
     return [chosen["id"] for chosen in solution["chosen"]]
@@ -168,7 +151,8 @@ class PuzzleRun:
         path = self.root / "library.json"
         if path.is_file():
             return Library.from_dict(json.loads(path.read_text()))
-        lib = _library_skeleton(self.dec, self.family, self.opts.library, self.spec.context, self.opts.quiet)
+        lib = cost_mod.costed_library(self.dec, self.family, self.opts.library, self.spec.context,
+                                      quiet=self.opts.quiet)
         lib.meta.update({"teacher": self.spec.name, "input_shape": list(self.spec.input_shape)})
         write_json_atomic(path, lib.to_dict())
         return lib
@@ -368,7 +352,12 @@ class PuzzleRun:
         student, evaluation["mip"] = self._evaluate_choice(lib, _ids(result["mip"]))
         _, evaluation["greedy"] = self._evaluate_choice(lib, _ids(result["greedy"]))
         evaluation["random"] = [self._evaluate_choice(lib, _ids(r))[1] for r in result["random"]]
-        evaluation["mip_after_gkd"], evaluation["gkd"] = self._global_kd(student)
+        if self.spec.is_lm:
+            evaluation["mip_after_gkd"], evaluation["gkd"] = self._global_kd_lm(student)
+        else:
+            everyone, gkd, mip_id = self._candidates_run(lib, result, evaluation, slug)
+            evaluation["candidates_run"] = str(everyone)
+            student, evaluation["mip_after_gkd"], evaluation["gkd"] = self._global_kd_images(student, gkd, mip_id)
         chosen = [lib.by_id()[i].replacement for i in _ids(result["mip"])]
         out = self.root / "students" / f"{slug}.safetensors"
         export_puzzle_student(out, student, self.spec, self.family.name, chosen, {
@@ -378,33 +367,56 @@ class PuzzleRun:
         evaluation["file"] = str(out)
         return evaluation
 
-    def _global_kd(self, student: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+    def _candidates_run(self, lib: Library, result: dict[str, Any], evaluation: dict[str, Any],
+                        slug: str) -> tuple[Path, Path, str]:
+        """The budget's selections as run directories for ``studentnas distill`` (:mod:`.handoff`): every
+        selection in ``candidates/<budget>`` (the user's), the MIP student alone in ``gkd/<budget>`` (the
+        pipeline's global KD, so the two distillations never share a folder); and the MIP's arch id."""
+        from studentnas.puzzle.handoff import CANDIDATES_DIR, GKD_DIR, write_candidates_run
+        from studentnas.registry import SPACES
+
+        by_id = lib.by_id()
+
+        def replacements(solution: dict[str, Any]) -> list[Replacement]:
+            return [by_id[i].replacement for i in _ids(solution)]
+
+        mip = ("mip", replacements(result["mip"]), evaluation["mip"])
+        others = [("greedy", replacements(result["greedy"]), evaluation["greedy"]),
+                  *((f"random{k + 1}", replacements(r), q)
+                    for k, (r, q) in enumerate(zip(result["random"], evaluation["random"], strict=True)))]
+        space = SPACES.get("puzzle")(lib, self.spec, self.root, self.opts.library)
+        folders = self.root / CANDIDATES_DIR / slug, self.root / GKD_DIR / slug
+        common = {"data": self.opts.data, "seed": self.opts.seed, "budget": self.budget.texts}
+        write_candidates_run(folders[0], space, self.spec, [mip, *others], **common)
+        ids = write_candidates_run(folders[1], space, self.spec, [mip], **common)
+        return folders[0], folders[1], ids["mip"]
+
+    def _global_kd_lm(self, student: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+        from studentnas.puzzle.realise import global_kd_lm
+
         assert self.samples is not None
-        if self.spec.is_lm:
-            from studentnas.puzzle.realise import global_kd_lm
+        info = global_kd_lm(student, self.teacher, self.samples.bld, steps=self.opts.gkd_steps, seed=self.opts.seed)
+        return evaluate_model(student, self.teacher, self.samples.test, None, is_lm=True), info
 
-            info = global_kd_lm(student, self.teacher, self.samples.bld, steps=self.opts.gkd_steps, seed=self.opts.seed)
-        else:
-            info = self._global_kd_images(student)
-        quality = evaluate_model(student, self.teacher, self.samples.test, self.samples.test_labels,
-                                 is_lm=self.spec.is_lm)
-        return quality, info
+    def _global_kd_images(self, student: Any, folder: Path,
+                          arch_id: str) -> tuple[Any, dict[str, Any] | None, dict[str, Any]]:
+        """The MIP student after one fixed-recipe trial of ``studentnas distill`` on its run directory
+        ``folder`` (:func:`.handoff.global_kd`); skipped, with the reason, for a randomly initialised teacher."""
+        from studentnas.export import load_student
+        from studentnas.puzzle.handoff import global_kd
 
-    def _global_kd_images(self, student: Any) -> dict[str, Any]:
-        from studentnas.distill.trainer import Batches, TrainConfig, train
-        from studentnas.puzzle.samples import bld_image_set
-
-        data = bld_image_set(self.opts.data, self.opts.bld_samples, self.opts.seed)
-
-        batches = Batches(data, self.spec.input_shape, self.spec.mean, self.spec.std, 64, shuffle=True,
-                          seed=self.opts.seed, drop_last=True)
-        config = TrainConfig(epochs=self.opts.gkd_epochs, batch_size=64, lr=0.01, weight_decay=5e-4, ce_weight=0.5,
-                             losses=({"name": "kd", "weight": 1.0, "T": 1.0},), seed=self.opts.seed)
-        started = time.perf_counter()
-        result = train(student, batches, None, config, teacher=self.teacher)
-        student.eval()
-        return {"epochs": self.opts.gkd_epochs, "images": self.opts.gkd_epochs * batches.num_images,
-                "train_config": config.to_dict(), "last": result.last, "seconds": time.perf_counter() - started}
+        assert self.samples is not None
+        if self.spec.checkpoint is None:
+            reason = ("skipped: the teacher is randomly initialised, so there is nothing to distil; pass "
+                      "--teacher-checkpoint (`studentnas teacher train` makes one)")
+            self.say(f"puzzle: global KD {reason}")
+            return student, None, {"skipped": reason}
+        path, info = global_kd(folder, arch_id, str(self.opts.data), epochs=self.opts.gkd_epochs,
+                               train_images=self.opts.bld_samples, test_images=self.opts.test_samples,
+                               seed=self.opts.seed, ray_address=self.opts.ray_address, quiet=self.opts.quiet)
+        student = load_student(path)
+        quality = evaluate_model(student, self.teacher, self.samples.test, self.samples.test_labels, is_lm=False)
+        return student, quality, info
 
     def _summary(self, lib: Library, result: dict[str, Any], slug: str, seconds: float) -> dict[str, Any]:
         path = self.root / "puzzle.json"

@@ -31,7 +31,7 @@ def puzzle_points(summary: dict[str, Any]) -> list[dict[str, Any]]:
         macs = row["measured"]["macs"]
         points.append({"kind": "Puzzle MIP", "label": slug, "macs": macs, "acc": ev["mip"].get("acc")})
         points.append({"kind": "Puzzle MIP + global KD", "label": slug, "macs": macs,
-                       "acc": ev["mip_after_gkd"].get("acc")})
+                       "acc": (ev.get("mip_after_gkd") or {}).get("acc")})  # None: skipped (random teacher)
         if "greedy_macs" not in row:  # written by an older version: costs of the baselines not recorded
             continue
         points.append({"kind": "greedy", "label": slug, "macs": row["greedy_macs"], "acc": ev["greedy"].get("acc")})

@@ -8,9 +8,9 @@
   their statistics drift once they feed each other (METHODS.md §3.9).
 * :func:`export_puzzle_student` writes ``<name>.safetensors`` + ``<name>.json`` (teacher, family, chosen
   replacements, costs, quality) and :func:`load_puzzle_student` rebuilds the module from them.
-* :func:`global_kd` is the short global distillation (METHODS.md §3.8): for image teachers it is the
-  ``studentnas distill`` trainer (:func:`studentnas.distill.trainer.train`) with Hinton KD at temperature
-  1 plus cross-entropy; for LMs, KL(teacher || student) on next-byte logits with AdamW.
+* :func:`global_kd_lm` is the short global distillation of LM students (METHODS.md §3.8):
+  KL(teacher || student) on next-byte logits with AdamW. Image students are distilled by
+  ``studentnas distill`` itself (:mod:`studentnas.puzzle.handoff`).
 
 Example:
     >>> import torch
@@ -48,7 +48,7 @@ def realise(dec: Decomposed, family: Family, chosen: Sequence[Replacement], root
     order = ordered_cover(chosen, len(dec.layers))
     blocks = [load_trained(dec, family, rep, root) for rep in order]
     student = Assembled(copy.deepcopy(dec.prefix), blocks, copy.deepcopy(dec.suffix),
-                        [(r.start, r.end) for r in order])
+                        [(r.start, r.end) for r in order], dec.num_features)
     for p in student.parameters():
         p.requires_grad_(True)
     return student.eval()
@@ -98,7 +98,7 @@ def load_puzzle_student(path: str | Path) -> Assembled:
     dec = family.decompose(model, spec.input_shape)
     chosen = [Replacement.from_dict(r) for r in meta["replacements"]]
     student = Assembled(copy.deepcopy(dec.prefix), [family.build(dec, r) for r in chosen], copy.deepcopy(dec.suffix),
-                        [(r.start, r.end) for r in chosen])
+                        [(r.start, r.end) for r in chosen], dec.num_features)
     try:
         student.load_state_dict(load_file(str(path)), strict=True)
     except Exception as err:  # noqa: BLE001 - corrupt or foreign file
