@@ -24,11 +24,10 @@ from __future__ import annotations
 
 import json
 import math
-import shutil
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -40,9 +39,10 @@ from studentnas.errors import BadInputError
 from studentnas.progress import Progress
 from studentnas.puzzle import costs as cost_mod
 from studentnas.puzzle.activations import ActivationStore
-from studentnas.puzzle.bld import BLDConfig, BLDJob, finished, load_trained, run_bld
+from studentnas.puzzle.bld import BLDJob, finished, load_trained, run_bld
 from studentnas.puzzle.decompose import assemble, family_for
 from studentnas.puzzle.library import COST_KEYS, Entry, Library, Replacement
+from studentnas.puzzle.options import PuzzleOptions, check_identity, run_identity
 from studentnas.puzzle.samples import PuzzleSamples, TeacherSpec, image_samples, teacher_spec, text_samples
 from studentnas.puzzle.scoring import evaluate_model, score_replacement
 from studentnas.run import write_json_atomic
@@ -50,58 +50,8 @@ from studentnas.run import write_json_atomic
 PUZZLE_DIR = "puzzle"
 
 
-@dataclass
-class PuzzleOptions:
-    """Settings of one ``studentnas puzzle`` call (the CLI flags)."""
-
-    teacher: str
-    budget: list[str]
-    out: str
-    data: str | None = None
-    teacher_checkpoint: str | None = None
-    image_size: int | None = None
-    library: dict[str, Any] = field(default_factory=dict)  # family options (widths, noop, merge, ...)
-    bld_samples: int = 1024
-    score_samples: int = 500
-    test_samples: int = 2000
-    bld: BLDConfig = field(default_factory=BLDConfig)
-    metric: str = "kl"
-    max_noops: int | None = None
-    random_baselines: int = 5
-    mip_candidates: int = 5  # diverse MIP solutions re-scored as whole students; 1 = the plain optimum
-    mip_diversity: float = 0.1
-    gkd_epochs: int = 1
-    gkd_steps: int = 200  # language models
-    workers: int = 1
-    ray_address: str | None = None
-    mip_only: bool = False
-    fresh: bool = False
-    seed: int = 0
-    quiet: bool = False
-
-
 def _say(quiet: bool) -> Callable[[str], None]:
     return (lambda _m: None) if quiet else (lambda m: print(m, file=sys.stderr, flush=True))
-
-
-def _identity(opts: PuzzleOptions, spec: TeacherSpec, family: str) -> dict[str, Any]:
-    return {"teacher": spec.to_dict(), "family": family, "data": opts.data, "library": opts.library,
-            "bld_samples": opts.bld_samples, "score_samples": opts.score_samples, "bld": asdict(opts.bld),
-            "seed": opts.seed}
-
-
-def _check_identity(root: Path, identity: dict[str, Any], fresh: bool) -> None:
-    path = root / "config.json"
-    if fresh and root.exists():
-        shutil.rmtree(root)
-    if path.is_file():
-        old = json.loads(path.read_text()).get("identity")
-        new = json.loads(json.dumps(identity))
-        if old != new:
-            keys = sorted(k for k in set(old or {}) | set(new) if (old or {}).get(k) != new.get(k))
-            raise BadInputError(f"{root} holds a Puzzle run with other settings ({', '.join(keys)} differ); rerun "
-                                "with the same settings to resume, --fresh to start over, or another --out")
-    write_json_atomic(path, {"identity": identity, "versions": {"torch": torch.__version__}})
 
 
 def _ids(solution: dict[str, Any]) -> list[str]:
@@ -306,7 +256,7 @@ class PuzzleRun:
             return self._mip_only()
         self._setup(need_data=True)
         self.root.mkdir(parents=True, exist_ok=True)
-        _check_identity(self.root, _identity(opts, self.spec, self.family.name), opts.fresh)
+        check_identity(self.root, run_identity(opts, self.spec, self.family.name), opts.fresh)
         lib = self._library()
         self._activations()
         bld = self._bld(lib)
