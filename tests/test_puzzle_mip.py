@@ -458,3 +458,13 @@ def test_mip_beats_greedy_and_random(seed):
             assert all(r.costs[k] <= v + 1e-9 for k, v in limits.items())
             assert sorted(layer for e in r.chosen for layer in e.replacement.span) == list(range(6))
             assert best.objective <= r.objective + 1e-9
+
+
+def test_doctests() -> None:
+    import doctest
+
+    from studentnas.puzzle import baselines, mip, mip_model, mip_table
+
+    for module in (mip, mip_model, mip_table, baselines):
+        result = doctest.testmod(module)
+        assert result.attempted > 0 and result.failed == 0, module.__name__

@@ -31,6 +31,7 @@ from torch import nn
 
 from studentnas.errors import BadInputError
 from studentnas.puzzle.decompose import assemble
+from studentnas.puzzle.families import _resnet_blocks, _resnet_library
 from studentnas.puzzle.families import resnet as resnet_family
 from studentnas.puzzle.families.resnet import PRUNERS, ResNetFamily
 from studentnas.puzzle.library import Replacement
@@ -72,8 +73,9 @@ def _x(shape: tuple[int, ...], batch: int = 2, seed: int = 1) -> torch.Tensor:
 
 
 def test_doctests() -> None:
-    result = doctest.testmod(resnet_family)
-    assert result.attempted > 0 and result.failed == 0
+    for module in (resnet_family, _resnet_blocks, _resnet_library):
+        result = doctest.testmod(module)
+        assert result.attempted > 0 and result.failed == 0, module.__name__
 
 
 def test_matches_timm_resnets_only(r18: nn.Module, r26: nn.Module) -> None:

@@ -14,7 +14,7 @@ from torch import nn
 from studentnas.errors import BadInputError
 from studentnas.lm import create_lm
 from studentnas.puzzle.decompose import FAMILIES, assemble, family_for
-from studentnas.puzzle.families import gpt, transformer, vit
+from studentnas.puzzle.families import _transformer_modules, _transformer_pruning, gpt, transformer, vit
 from studentnas.puzzle.families.transformer import AttnWeights, GroupedAttention, LinearResidual, Residual
 from studentnas.puzzle.library import Replacement
 
@@ -49,7 +49,7 @@ def gpt_dec():
 
 
 def test_doctests() -> None:
-    for module in (transformer, vit, gpt):
+    for module in (transformer, _transformer_modules, _transformer_pruning, vit, gpt):
         result = doctest.testmod(module)
         assert result.failed == 0 and result.attempted > 0, module.__name__
 

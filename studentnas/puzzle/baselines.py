@@ -26,7 +26,8 @@ import numpy as np
 
 from studentnas.errors import BadInputError
 from studentnas.puzzle.library import Library
-from studentnas.puzzle.mip import EntryTable, MipSolution, _check_limits, solve
+from studentnas.puzzle.mip_model import solve
+from studentnas.puzzle.mip_table import EntryTable, MipSolution, _check_limits
 
 
 def _prepare(library: Library | EntryTable, limits: Mapping[str, float], metric: str):

@@ -27,14 +27,9 @@ from torch import nn
 from studentnas.errors import BadInputError
 from studentnas.lm.model import GPT, MLP, Block, CausalSelfAttention
 from studentnas.puzzle.decompose import FAMILIES, Decomposed
-from studentnas.puzzle.families.transformer import (
-    AttnWeights,
-    FfnWeights,
-    Residual,
-    TransformerFamily,
-    linear_from,
-    transformer_infos,
-)
+from studentnas.puzzle.families._transformer_modules import Residual, linear_from
+from studentnas.puzzle.families._transformer_pruning import AttnWeights, FfnWeights
+from studentnas.puzzle.families.transformer import TransformerFamily, split_blocks, transformer_infos
 
 
 class GptPrefix(nn.Module):
@@ -85,15 +80,8 @@ class GptFamily(TransformerFamily):
         if len(input_shape) != 1 or not 1 <= int(input_shape[0]) <= context:
             raise BadInputError(f"gpt teacher: the input shape must be (T,) with 1 <= T <= {context} (the context), "
                                 f"got {tuple(input_shape)}")
-        layers: list[nn.Module] = []
-        blocks: list[tuple[str, dict[str, int] | None]] = []
-        for i, block in enumerate(model.blocks):
-            sizes = block_sizes(block)
-            blocks.append((f"blocks.{i}", sizes))
-            if sizes is None:
-                layers.append(block)
-            else:
-                layers += [Residual(block.norm1, block.attn), Residual(block.norm2, block.mlp)]
+        layers, blocks = split_blocks(model.blocks, block_sizes, lambda block: (
+            Residual(block.norm1, block.attn), Residual(block.norm2, block.mlp)))
         shape = (int(input_shape[0]), model.config.dim)
         return Decomposed(self.name, GptPrefix(model), nn.ModuleList(layers), GptSuffix(model),
                           transformer_infos(blocks, shape), (int(input_shape[0]),), torch.long, model)

@@ -1,11 +1,13 @@
-"""What the transformer families (ViT, GPT) share: residual layer wrappers, replacement modules and pruning.
+"""What the transformer families (ViT, GPT) share: the replacement grid, its builders and the base family.
 
 A pre-norm transformer block ``x = x + attn(norm1(x)); x = x + mlp(norm2(x))`` is two Puzzle
 parent layers, ``attn_i`` and ``ffn_i``, each a :class:`Residual` around the teacher's own modules.
 :class:`TransformerFamily` lists the same replacement grid for every transformer teacher and builds
 every replacement; a concrete family (``vit``, ``gpt``) only decomposes its teacher and converts its
 attention and MLP modules to and from plain weight tensors (:class:`AttnWeights`,
-:class:`FfnWeights`).
+:class:`FfnWeights`). The modules live in :mod:`~studentnas.puzzle.families._transformer_modules`,
+the weights and pruning in :mod:`~studentnas.puzzle.families._transformer_pruning`; both are
+re-exported here.
 
 **Replacements** (``options`` keys and their defaults in :data:`DEFAULT_OPTIONS`):
 
@@ -22,23 +24,9 @@ Variants that equal the teacher (all heads, every hidden unit) are not listed; t
 round to the same size are listed once. A block a family cannot parse is one ``unknown`` layer that
 keeps only its ``teacher`` entry.
 
-**Initialisation from the parent, data-free:**
-
-* *Head pruning.* A head's importance is ``||W_o[:, head]||_F * ||W_q[head, :]||_F``: the norm of its
-  slice of the output projection (how much it can write into the residual stream) times the norm of
-  its query slice (how sharply it can attend). A K/V group's importance is the sum over its query
-  heads. With ``h`` of ``H`` query heads kept, the K/V heads shrink in proportion: ``g`` groups
-  (``g`` closest to ``G * h / H`` such that ``h / g`` heads fit in one group) with the largest
-  importance are kept, and in each the ``h / g`` most important heads. Every kept query head thus
-  keeps its own K/V head and the layer stays a slice of the parent; heads keep their order.
-* *Fewer K/V heads* (modelopt's ``AverageKV``): the new K/V head ``j`` serves query heads
-  ``j*H/k .. (j+1)*H/k - 1`` and its K and V projections are the mean of the parent K/V
-  projections those query heads used.
-* *FFN pruning.* Hidden unit ``i`` has importance ``||W_fc2[:, i]|| * ||W_fc1[i, :]||`` (how much
-  it can read times how much it can write); the largest are kept, in order.
-* *Linear* (``x + W norm(x) + b``, norm copied from the parent) starts at ``W = 0, b = 0``, that is
-  as a no-op, and BLD trains it; :meth:`LinearResidual.fit_` sets it to the least-squares solution
-  on recorded activations instead.
+**Initialisation from the parent** is data-free: head pruning, fewer K/V heads and FFN pruning as the
+pruning module's docstring describes; ``linear`` (``x + W norm(x) + b``) starts as a no-op and BLD
+trains it (:class:`LinearResidual`).
 
 Example:
     >>> import torch
@@ -56,19 +44,29 @@ Example:
 from __future__ import annotations
 
 import copy
-import math
 from abc import abstractmethod
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
-import torch
-import torch.nn.functional as F
 from torch import nn
 
 from studentnas.errors import BadInputError
 from studentnas.puzzle.decompose import Decomposed, Family
+from studentnas.puzzle.families._transformer_modules import GroupedAttention, LinearResidual, Residual, linear_from
+from studentnas.puzzle.families._transformer_pruning import (
+    AttnWeights,
+    FfnWeights,
+    keep_heads,
+    kv_for_heads,
+    round_half_up,
+    top_units,
+)
 from studentnas.puzzle.library import LayerInfo, Replacement
+
+__all__ = ["BLOCK_KINDS", "DEFAULT_OPTIONS", "LAYER_KINDS", "AttnWeights", "FfnWeights", "GroupedAttention",
+           "LinearResidual", "Residual", "TransformerFamily", "attn_replacements", "ffn_replacements", "keep_heads",
+           "kv_for_heads", "linear_from", "parse_options", "round_half_up", "split_blocks", "top_units",
+           "transformer_infos"]
 
 #: Library options of the transformer families and their defaults.
 DEFAULT_OPTIONS: dict[str, Any] = {
@@ -85,264 +83,6 @@ LAYER_KINDS: dict[str, tuple[str, ...]] = {
     "unknown": ("teacher",),
 }
 BLOCK_KINDS = ("block_linear", "block_noop")
-
-
-# --------------------------------------------------------------------------------------------- modules
-class Residual(nn.Module):
-    """A pre-norm residual sub-block: ``x + drop_path(scale(body(norm(x))))``.
-
-    Wrapping the teacher's own ``norm``, ``body`` (attention or MLP), ``scale`` (timm's LayerScale,
-    or none) and ``drop_path`` modules makes one parent layer without copying a weight.
-    """
-
-    def __init__(self, norm: nn.Module, body: nn.Module, scale: nn.Module | None = None,
-                 drop_path: nn.Module | None = None):
-        super().__init__()
-        self.norm, self.body = norm, body
-        self.scale = scale if scale is not None else nn.Identity()
-        self.drop_path = drop_path if drop_path is not None else nn.Identity()
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.drop_path(self.scale(self.body(self.norm(x))))
-
-
-class LinearResidual(nn.Module):
-    """``x + linear(norm(x))``: the ``linear`` and ``block_linear`` replacements (per token, so causal).
-
-    It starts as a no-op (zero weight and bias); :meth:`fit_` sets the least-squares solution instead.
-
-    Example:
-        >>> import torch
-        >>> lin = LinearResidual(torch.nn.LayerNorm(4), 4)
-        >>> x = torch.randn(2, 3, 4)
-        >>> torch.equal(lin(x), x)
-        True
-        >>> y = x + 2 * lin.norm(x) + 1          # a target that is exactly linear in norm(x)
-        >>> lin.fit_(x, y, ridge=0.0) < 1e-6
-        True
-    """
-
-    def __init__(self, norm: nn.Module, dim: int):
-        super().__init__()
-        self.norm = norm
-        self.linear = nn.Linear(dim, dim)
-        nn.init.zeros_(self.linear.weight)
-        nn.init.zeros_(self.linear.bias)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.linear(self.norm(x))
-
-    @torch.no_grad()
-    def fit_(self, inputs: torch.Tensor, outputs: torch.Tensor, ridge: float = 1e-4) -> float:
-        """Set ``linear`` to the ridge least-squares fit of ``outputs - inputs`` on ``norm(inputs)``.
-
-        ``inputs``/``outputs`` are the parent span's recorded activations ``(..., dim)``. Solved in
-        float64 from the normal equations; returns the normalised MSE of the fitted module.
-        """
-        feats = self.norm(inputs).reshape(-1, inputs.shape[-1]).double()
-        target = (outputs - inputs).reshape(-1, inputs.shape[-1]).double()
-        design = torch.cat([feats, torch.ones(len(feats), 1, dtype=feats.dtype)], dim=1)
-        gram = design.T @ design + ridge * len(design) * torch.eye(design.shape[1], dtype=design.dtype)
-        solution = torch.linalg.solve(gram, design.T @ target)  # (dim + 1, dim)
-        self.linear.weight.copy_(solution[:-1].T.to(self.linear.weight.dtype))
-        self.linear.bias.copy_(solution[-1].to(self.linear.bias.dtype))
-        err = (self(inputs) - outputs).pow(2).sum() / (outputs.pow(2).sum() + 1e-6)
-        return float(err)
-
-
-class GroupedAttention(nn.Module):
-    """Self-attention with ``kv_heads`` K/V heads shared by ``heads // kv_heads`` query heads each (GQA).
-
-    The ViT family's fewer-K/V-heads replacement, built from timm's fused ``qkv`` weights; optional
-    per-head ``q_norm``/``k_norm`` (timm's ``qk_norm``) and ``causal`` masking.
-
-    Example:
-        >>> import torch
-        >>> attn = GroupedAttention(dim=8, heads=4, kv_heads=2, head_dim=2)
-        >>> attn(torch.randn(1, 3, 8)).shape, attn.k.weight.shape
-        (torch.Size([1, 3, 8]), torch.Size([4, 8]))
-    """
-
-    def __init__(self, dim: int, heads: int, kv_heads: int, head_dim: int, qkv_bias: bool = True,
-                 proj_bias: bool = True, causal: bool = False, attn_drop: float = 0.0, proj_drop: float = 0.0,
-                 q_norm: nn.Module | None = None, k_norm: nn.Module | None = None):
-        super().__init__()
-        if heads % kv_heads:
-            raise BadInputError(f"attention: heads ({heads}) must be a multiple of kv_heads ({kv_heads})")
-        self.heads, self.kv_heads, self.head_dim = heads, kv_heads, head_dim
-        self.causal, self.attn_drop = causal, attn_drop
-        self.q = nn.Linear(dim, heads * head_dim, bias=qkv_bias)
-        self.k = nn.Linear(dim, kv_heads * head_dim, bias=qkv_bias)
-        self.v = nn.Linear(dim, kv_heads * head_dim, bias=qkv_bias)
-        self.q_norm = q_norm if q_norm is not None else nn.Identity()
-        self.k_norm = k_norm if k_norm is not None else nn.Identity()
-        self.proj = nn.Linear(heads * head_dim, dim, bias=proj_bias)
-        self.proj_drop = nn.Dropout(proj_drop)
-
-    @classmethod
-    def from_weights(cls, weights: AttnWeights, **kwargs: Any) -> GroupedAttention:
-        """A module holding copies of ``weights``; ``kwargs`` as for the constructor (masking, dropout, norms)."""
-        w = weights
-        attn = cls(w.dim, w.heads, w.kv_heads, w.head_dim, qkv_bias=w.bq is not None, proj_bias=w.bo is not None,
-                   **kwargs)
-        attn.q, attn.k, attn.v = linear_from(w.wq, w.bq), linear_from(w.wk, w.bk), linear_from(w.wv, w.bv)
-        attn.proj = linear_from(w.wo, w.bo)
-        return attn
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        b, n, _ = x.shape
-        q = self.q_norm(self.q(x).view(b, n, self.heads, self.head_dim).transpose(1, 2))
-        k = self.k_norm(self.k(x).view(b, n, self.kv_heads, self.head_dim).transpose(1, 2))
-        v = self.v(x).view(b, n, self.kv_heads, self.head_dim).transpose(1, 2)
-        if self.kv_heads != self.heads:
-            k = k.repeat_interleave(self.heads // self.kv_heads, dim=1)
-            v = v.repeat_interleave(self.heads // self.kv_heads, dim=1)
-        out = F.scaled_dot_product_attention(q, k, v, dropout_p=self.attn_drop if self.training else 0.0,
-                                             is_causal=self.causal)
-        return self.proj_drop(self.proj(out.transpose(1, 2).reshape(b, n, self.heads * self.head_dim)))
-
-
-# --------------------------------------------------------------------------------------------- weights
-@dataclass(frozen=True)
-class AttnWeights:
-    """An attention's projections as plain tensors: ``wq (H*hd, D)``, ``wk``/``wv (G*hd, D)``, ``wo (D, H*hd)``.
-
-    Biases may be None. Query head ``h`` uses K/V head ``h // (heads // kv_heads)``.
-    """
-
-    heads: int
-    kv_heads: int
-    head_dim: int
-    wq: torch.Tensor
-    wk: torch.Tensor
-    wv: torch.Tensor
-    wo: torch.Tensor
-    bq: torch.Tensor | None = None
-    bk: torch.Tensor | None = None
-    bv: torch.Tensor | None = None
-    bo: torch.Tensor | None = None
-
-    @property
-    def dim(self) -> int:
-        return int(self.wq.shape[1])
-
-    def _rows(self, heads: Sequence[int]) -> torch.Tensor:
-        return torch.cat([torch.arange(h * self.head_dim, (h + 1) * self.head_dim) for h in heads])
-
-    def head_importance(self) -> torch.Tensor:
-        """``||W_o[:, head]||_F * ||W_q[head, :]||_F`` per query head, shape ``(heads,)``."""
-        wq = self.wq.detach().reshape(self.heads, self.head_dim, -1)
-        wo = self.wo.detach().reshape(self.wo.shape[0], self.heads, self.head_dim)
-        return wq.flatten(1).norm(dim=1) * wo.transpose(0, 1).flatten(1).norm(dim=1)
-
-    def select(self, heads: Sequence[int], kv_heads: Sequence[int]) -> AttnWeights:
-        """Only query ``heads`` and K/V ``kv_heads`` (as :func:`keep_heads` returns them)."""
-        q_rows, kv_rows = self._rows(heads), self._rows(kv_heads)
-
-        def pick(t: torch.Tensor | None, rows: torch.Tensor) -> torch.Tensor | None:
-            return None if t is None else t[rows].clone()
-
-        return replace(self, heads=len(heads), kv_heads=len(kv_heads), wq=self.wq[q_rows].clone(),
-                       wk=self.wk[kv_rows].clone(), wv=self.wv[kv_rows].clone(), wo=self.wo[:, q_rows].clone(),
-                       bq=pick(self.bq, q_rows), bk=pick(self.bk, kv_rows), bv=pick(self.bv, kv_rows),
-                       bo=None if self.bo is None else self.bo.clone())
-
-    def average_kv(self, kv_heads: int) -> AttnWeights:
-        """``kv_heads`` K/V heads, each the mean of the parent K/V projections its query heads used."""
-        if kv_heads < 1 or self.heads % kv_heads:
-            raise BadInputError(f"attn: kv_heads must divide the parent's {self.heads} heads, got {kv_heads}")
-        group, parent_group = self.heads // kv_heads, self.heads // self.kv_heads
-
-        def mean(t: torch.Tensor | None) -> torch.Tensor | None:
-            if t is None:
-                return None
-            per_kv = t.reshape(self.kv_heads, self.head_dim, *t.shape[1:])
-            per_query = per_kv[torch.arange(self.heads) // parent_group]  # the K/V head of every query head
-            return per_query.reshape(kv_heads, group, *per_kv.shape[1:]).mean(dim=1).reshape(-1, *t.shape[1:])
-
-        return replace(self, kv_heads=kv_heads, wk=mean(self.wk), wv=mean(self.wv), bk=mean(self.bk),
-                       bv=mean(self.bv))
-
-
-@dataclass(frozen=True)
-class FfnWeights:
-    """An MLP's ``fc1`` (``w1 (F, D)``, ``b1``) and ``fc2`` (``w2 (D, F)``, ``b2``); biases may be None."""
-
-    w1: torch.Tensor
-    w2: torch.Tensor
-    b1: torch.Tensor | None = None
-    b2: torch.Tensor | None = None
-
-    @property
-    def hidden(self) -> int:
-        return int(self.w1.shape[0])
-
-    def unit_importance(self) -> torch.Tensor:
-        """``||W_fc2[:, i]|| * ||W_fc1[i, :]||`` per hidden unit, shape ``(hidden,)``."""
-        return self.w2.detach().norm(dim=0) * self.w1.detach().norm(dim=1)
-
-    def select(self, units: Sequence[int]) -> FfnWeights:
-        idx = torch.as_tensor(list(units), dtype=torch.long)
-        return FfnWeights(self.w1[idx].clone(), self.w2[:, idx].clone(),
-                          None if self.b1 is None else self.b1[idx].clone(),
-                          None if self.b2 is None else self.b2.clone())
-
-
-def linear_from(weight: torch.Tensor, bias: torch.Tensor | None) -> nn.Linear:
-    """An ``nn.Linear`` holding copies of ``weight`` ``(out, in)`` and ``bias``."""
-    layer = nn.Linear(weight.shape[1], weight.shape[0], bias=bias is not None, dtype=weight.dtype)
-    with torch.no_grad():
-        layer.weight.copy_(weight)
-        if bias is not None:
-            layer.bias.copy_(bias)
-    return layer
-
-
-# --------------------------------------------------------------------------------------------- choices
-def round_half_up(x: float) -> int:
-    """``round`` without banker's rounding: ``round_half_up(1.5) == 2`` and ``round_half_up(2.5) == 3``."""
-    return int(math.floor(x + 0.5))
-
-
-def _top(importance: torch.Tensor, k: int) -> list[int]:
-    order = torch.sort(importance, descending=True, stable=True).indices  # ties: the lower index first
-    return sorted(int(i) for i in order[:k])
-
-
-def top_units(importance: torch.Tensor, k: int) -> list[int]:
-    """The ``k`` indices of largest ``importance``, in increasing order (ties go to the lower index)."""
-    return _top(importance, k)
-
-
-def kv_for_heads(heads: int, kv_heads: int, new_heads: int) -> int | None:
-    """K/V heads for ``new_heads`` of ``heads`` query heads: closest to the parent's ratio, such that
-    ``new_heads / g`` is whole and fits in one parent group; None when no such ``g`` exists."""
-    group = heads // kv_heads
-    fits = [g for g in range(1, kv_heads + 1) if new_heads % g == 0 and new_heads // g <= group]
-    if not fits:
-        return None
-    target = kv_heads * new_heads / heads
-    return min(fits, key=lambda g: (abs(g - target), -g))
-
-
-def keep_heads(importance: torch.Tensor, kv_heads: int, heads: int) -> tuple[list[int], list[int]]:
-    """Query heads and K/V heads to keep when pruning to ``heads`` query heads (see the module docstring).
-
-    ``importance`` has one value per parent query head. Raises :class:`BadInputError` when ``heads``
-    query heads cannot be laid out in whole groups of the parent.
-    """
-    parent_heads = len(importance)
-    if not 1 <= heads <= parent_heads:
-        raise BadInputError(f"attn: heads must be in 1..{parent_heads} (the parent's heads), got {heads}")
-    groups = kv_for_heads(parent_heads, kv_heads, heads)
-    if groups is None:
-        raise BadInputError(f"attn: {heads} query heads cannot be split evenly over the parent's {kv_heads} K/V "
-                            f"groups of {parent_heads // kv_heads}; pick a head count that can")
-    per_group = heads // groups
-    by_group = importance.reshape(kv_heads, parent_heads // kv_heads)
-    kept_groups = _top(by_group.sum(dim=1), groups)
-    kept_heads = [g * by_group.shape[1] + h for g in kept_groups for h in _top(by_group[g], per_group)]
-    return kept_heads, kept_groups
 
 
 # --------------------------------------------------------------------------------------------- options
@@ -426,6 +166,26 @@ def transformer_infos(blocks: Sequence[tuple[str, Mapping[str, int] | None]],
         for kind, part in (("attn", "attn"), ("ffn", "mlp")):
             infos.append(LayerInfo(len(infos), f"{name}.{part}", kind, shape, shape, 0, {**sizes, "block": b}))
     return infos
+
+
+def split_blocks(blocks: Iterable[nn.Module], sizes_of: Callable[[nn.Module], dict[str, int] | None],
+                 residuals: Callable[[nn.Module], Sequence[nn.Module]],
+                 ) -> tuple[list[nn.Module], list[tuple[str, dict[str, int] | None]]]:
+    """Parent layers and ``(name, sizes)`` (the input of :func:`transformer_infos`) of a teacher's ``blocks``.
+
+    Block ``i`` is named ``blocks.i``; a block ``sizes_of`` parses becomes the two layers
+    ``residuals(block)`` (attention, FFN), any other block stays one layer.
+    """
+    layers: list[nn.Module] = []
+    parsed: list[tuple[str, dict[str, int] | None]] = []
+    for i, block in enumerate(blocks):
+        sizes = sizes_of(block)
+        parsed.append((f"blocks.{i}", sizes))
+        if sizes is None:
+            layers.append(block)
+        else:
+            layers += residuals(block)
+    return layers, parsed
 
 
 # --------------------------------------------------------------------------------------------- family

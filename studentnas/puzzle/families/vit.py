@@ -38,15 +38,9 @@ from torch import nn
 
 from studentnas.errors import BadInputError
 from studentnas.puzzle.decompose import FAMILIES, Decomposed
-from studentnas.puzzle.families.transformer import (
-    AttnWeights,
-    FfnWeights,
-    GroupedAttention,
-    Residual,
-    TransformerFamily,
-    linear_from,
-    transformer_infos,
-)
+from studentnas.puzzle.families._transformer_modules import GroupedAttention, Residual, linear_from
+from studentnas.puzzle.families._transformer_pruning import AttnWeights, FfnWeights
+from studentnas.puzzle.families.transformer import TransformerFamily, split_blocks, transformer_infos
 
 #: Teacher attributes the prefix and the suffix borrow (timm's methods read them by these names).
 PREFIX_ATTRS = ("patch_embed", "cls_token", "reg_token", "pos_embed", "pos_drop", "patch_drop", "norm_pre",
@@ -116,16 +110,9 @@ class VitFamily(TransformerFamily):
         if not self.matches(model):
             raise BadInputError(f"the vit family takes timm VisionTransformer teachers, got {type(model).__name__}")
         prefix, suffix = VitPrefix(model), VitSuffix(model)  # type: ignore[arg-type]
-        layers: list[nn.Module] = []
-        blocks: list[tuple[str, dict[str, int] | None]] = []
-        for i, block in enumerate(model.blocks):
-            sizes = block_sizes(block)
-            blocks.append((f"blocks.{i}", sizes))
-            if sizes is None:
-                layers.append(block)
-            else:
-                layers += [Residual(block.norm1, block.attn, block.ls1, block.drop_path1),
-                           Residual(block.norm2, block.mlp, block.ls2, block.drop_path2)]
+        layers, blocks = split_blocks(model.blocks, block_sizes, lambda block: (
+            Residual(block.norm1, block.attn, block.ls1, block.drop_path1),
+            Residual(block.norm2, block.mlp, block.ls2, block.drop_path2)))
         with torch.no_grad():
             shape = tuple(prefix(torch.zeros(1, *input_shape)).shape[1:])
         return Decomposed(self.name, prefix, nn.ModuleList(layers), suffix, transformer_infos(blocks, shape),
