@@ -36,11 +36,12 @@ import torch
 
 import studentnas as sn
 from studentnas.data import load_images
+from studentnas.distill.experiment import _scheduler, _searcher
+from studentnas.distill.resources import _connect
 from studentnas.distill.search_space import SearchSpace
 from studentnas.distill.teacher_train import train_teacher
 from studentnas.distill.trainer import Batches, TrainConfig, cached_teacher_logits, holdout_split, train
 from studentnas.distill.trial import TrialJob, run_trial
-from studentnas.distill.tune import _connect, _scheduler, _searcher
 from studentnas.teacher import load_teacher
 
 KD = ({"name": "kd", "weight": 0.9, "T": 4.0},)

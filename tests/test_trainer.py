@@ -68,7 +68,10 @@ def same_weights(a: torch.nn.Module, b: torch.nn.Module) -> bool:
 
 
 def test_doctests() -> None:
-    for module in (trainer_mod, search_space_mod, journal_mod, tune_mod, distill_pkg):
+    from studentnas.distill import batches, evaluation, objective, resources, teacher_cache, train_config
+
+    for module in (trainer_mod, search_space_mod, journal_mod, tune_mod, distill_pkg, batches, evaluation, objective,
+                   resources, teacher_cache, train_config):
         result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
         assert result.failed == 0 and result.attempted > 0, module.__name__
 

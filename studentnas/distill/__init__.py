@@ -1,8 +1,8 @@
 """Distillation: the KD losses, the training loop, teacher training and the Ray Tune driver.
 
 * :mod:`studentnas.distill.losses`: the registered losses and ``compose_losses`` (``studentnas list losses``);
-* :mod:`studentnas.distill.trainer`: :func:`train`, the one loop used in and out of Ray, and the
-  teacher-logit cache;
+* :mod:`studentnas.distill.trainer`: :func:`train`, the one loop used in and out of Ray, fed by
+  :class:`Batches` and the teacher-logit cache (:mod:`studentnas.distill.teacher_cache`);
 * :func:`train_teacher`: ``studentnas teacher train``;
 * :func:`distill`: ``studentnas distill RUN``, KD + hyper-parameter search on Ray Tune.
 
@@ -14,9 +14,13 @@ Example:
     True
 """
 
+from studentnas.distill.batches import Batches
+from studentnas.distill.evaluation import evaluate
 from studentnas.distill.losses import LOSSES, DisWOTRelationLoss, DisWOTSemanticLoss
+from studentnas.distill.teacher_cache import cached_teacher_logits
 from studentnas.distill.teacher_train import train_teacher
-from studentnas.distill.trainer import Batches, TrainConfig, TrainResult, cached_teacher_logits, evaluate, train
+from studentnas.distill.train_config import TrainConfig
+from studentnas.distill.trainer import TrainResult, train
 from studentnas.distill.tune import DistillResult, distill
 
 __all__ = ["LOSSES", "Batches", "DisWOTRelationLoss", "DisWOTSemanticLoss", "DistillResult", "TrainConfig",

@@ -47,7 +47,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from studentnas.distill.trainer import TrainConfig, available_losses, loss_parameters
+from studentnas.distill.train_config import TrainConfig, available_losses, loss_parameters
 from studentnas.errors import BadInputError
 
 MODES = ("kd", "ce")

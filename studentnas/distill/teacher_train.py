@@ -32,7 +32,10 @@ from typing import Any
 import torch
 
 from studentnas import data as data_mod
-from studentnas.distill.trainer import Batches, TrainConfig, evaluate, holdout_split, train
+from studentnas.distill.batches import Batches, holdout_split
+from studentnas.distill.evaluation import evaluate
+from studentnas.distill.train_config import TrainConfig
+from studentnas.distill.trainer import train
 from studentnas.errors import BadInputError
 from studentnas.export import write_student
 from studentnas.teacher import check_teacher_name, load_teacher

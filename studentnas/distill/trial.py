@@ -28,8 +28,9 @@ import torch
 
 from studentnas.candidate import ray_worker_name
 from studentnas.data import ImageSet
+from studentnas.distill.batches import Batches
 from studentnas.distill.search_space import SearchSpace
-from studentnas.distill.trainer import CHECKPOINT, Batches, train
+from studentnas.distill.trainer import CHECKPOINT, train
 
 FAIL_ENV = "STUDENTNAS_TEST_FAIL_TRIAL_ONCE"
 METRIC = "val_top1"
