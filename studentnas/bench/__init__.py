@@ -4,6 +4,7 @@
 * :mod:`~studentnas.bench.published`: NASLib's published zero-cost proxy values;
 * :mod:`~studentnas.bench.correlation`: Spearman, Kendall, top-k hit rate, regret, rank combinations;
 * :mod:`~studentnas.bench.bench_data` and :mod:`~studentnas.bench.foolbox_data`: the calibration batch;
+* :mod:`~studentnas.bench.proxy_suite`: which proxies a run scores, their code fingerprint, one cell's scores;
 * :mod:`~studentnas.bench.proxy_bench`: the driver, :func:`bench_proxies`.
 
 Example:

@@ -4,7 +4,7 @@ Line 1 is a header ``{"journal": ..., "identity": {...}}`` holding everything a 
 (space, dataset, data, batch size, seed). Every further line is one scored cell, appended and
 flushed as soon as the cell is done: ``{"arch", "scores", "seconds", "errors"}``, with ``null`` for
 a failed score. On a rerun with the same identity, cells already in the journal with every
-requested proxy (and the same proxy code fingerprints, see ``proxy_bench.proxy_fingerprint``) are
+requested proxy (and the same proxy code fingerprints, see ``proxy_suite.proxy_fingerprint``) are
 not scored again; a cell scored again (for a new or changed proxy) is superseded by its later line.
 A line cut short by a kill is reported and ignored. The journal is kept after the
 final JSON is written, so a later run with more ``--samples`` or more proxies only scores what is new.

@@ -31,7 +31,6 @@ Example (a few seconds)::
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import os
@@ -39,7 +38,6 @@ import platform
 import resource
 import sys
 import time
-import types
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -53,70 +51,20 @@ from studentnas.bench.bench_data import DEFAULT_DATA, load_bench_batch
 from studentnas.bench.correlation import TOP_FRACTION, combine_ranks, parse_combination
 from studentnas.bench.ensemble import fit_rank_weights
 from studentnas.bench.journal import Journal, journal_path, json_safe
+from studentnas.bench.proxy_suite import proxy_fingerprint, resolve_proxies, score_cell, teacher_proxies
 from studentnas.bench.published import load_published, published_name
 from studentnas.bench.summary import cell_split, compare_summary, split_summaries
 from studentnas.errors import BadInputError
-from studentnas.evaluate import build_student
 from studentnas.progress import Progress
 from studentnas.proxy import Proxy, ProxyContext
-from studentnas.registry import PROXIES, SPACES
+from studentnas.registry import SPACES
 from studentnas.teacher import check_teacher_name, load_teacher
 
-BASELINES = ("params", "macs")
 DEFAULT_SAMPLES = 1000
 DEFAULT_BATCH_SIZE = 64
 DEFAULT_THREADS = 2
 DEFAULT_HOLDOUT = 0.5
 RSS_EVERY = 100  # record resident memory every this many cells
-_PROXY_ERRORS = (RuntimeError, ValueError, ArithmeticError, torch.linalg.LinAlgError)
-
-
-def teacher_proxies() -> list[str]:
-    """Registered proxies that need a teacher, which the NB201 bench has not (they are left out by default)."""
-    return [n for n in PROXIES.list() if "teacher" in PROXIES.get(n).needs]
-
-
-def resolve_proxies(proxies: str | Sequence[str] | None, has_teacher: bool = False) -> list[Proxy]:
-    """The proxies to score: the baselines first, then the named ones (default: every registered proxy,
-    less those that need a teacher when there is none). A named proxy that needs a teacher without
-    ``--teacher`` is an error, raised before any work."""
-    if proxies is None:
-        names = [n for n in PROXIES.list() if has_teacher or n not in teacher_proxies()]
-    else:
-        names = [p.strip() for p in (proxies.split(",") if isinstance(proxies, str) else proxies) if p.strip()]
-        if not names:
-            raise BadInputError(f"--proxies is empty; pass NAME[,NAME...] (known: {', '.join(PROXIES.list())})")
-    ordered = list(dict.fromkeys([*BASELINES, *names]))
-    instances = [PROXIES.get(name)() for name in ordered]
-    for proxy in instances:
-        if "teacher" in proxy.needs and not has_teacher:
-            raise BadInputError(f"proxy '{proxy.name}' needs a teacher, but none was given; pass --teacher NAME "
-                                "(a timm model, e.g. resnet18, random init unless --teacher-checkpoint) or drop "
-                                f"'{proxy.name}' from --proxies")
-    return instances
-
-
-def proxy_fingerprint(proxy: Proxy) -> str:
-    """A short hash of the source files of ``proxy``'s module and of the sibling modules it imports
-    (e.g. a shared-pass helper): a journalled score is reused only while this is unchanged.
-
-    Example:
-        >>> import studentnas
-        >>> len(proxy_fingerprint(studentnas.get_proxy("params")))
-        12
-    """
-    module = sys.modules[type(proxy).__module__]
-    package = module.__name__.rpartition(".")[0]
-    names = {module.__name__}
-    for value in vars(module).values():
-        owner = value.__name__ if isinstance(value, types.ModuleType) else getattr(value, "__module__", None)
-        if isinstance(owner, str) and package and owner.startswith(package + "."):
-            names.add(owner)
-    digest = hashlib.sha256()
-    for name in sorted(names):
-        path = getattr(sys.modules.get(name), "__file__", None)
-        digest.update(name.encode() + (Path(path).read_bytes() if path and Path(path).is_file() else b"?"))
-    return digest.hexdigest()[:12]
 
 
 def _data_used(proxy: Proxy, data_source: str) -> str:
@@ -125,36 +73,6 @@ def _data_used(proxy: Proxy, data_source: str) -> str:
     if proxy.needs & {"data", "labels"}:
         return data_source
     return "none (data-free)"
-
-
-def score_cell(space: Any, arch_text: str, proxies: Sequence[Proxy], ctx: ProxyContext, seed: int,
-               input_size: tuple[int, int, int], num_classes: int) -> dict[str, Any]:
-    """Build one cell's network and score it with every proxy through one candidate view.
-
-    Returns the journal record ``{"arch", "scores", "seconds", "errors"}``; a proxy that raises or
-    returns a non-finite value gets a nan score and its error text (a BadInputError propagates).
-    """
-    start = time.perf_counter()
-    arch = space.from_string(arch_text)
-    student = build_student(space, arch, seed, num_classes, input_size[0]).to(memory_format=torch.channels_last)
-    view = ctx.for_candidate(space.cost(arch, input_size, num_classes))
-    seconds: dict[str, float] = {"build": time.perf_counter() - start}
-    scores: dict[str, float] = {}
-    errors: dict[str, str] = {}
-    for proxy in proxies:
-        t0 = time.perf_counter()
-        try:
-            value = proxy.score(student, view)
-        except BadInputError:
-            raise
-        except _PROXY_ERRORS as err:
-            value, errors[proxy.name] = math.nan, f"{type(err).__name__}: {err}"[:300]
-        seconds[proxy.name] = time.perf_counter() - t0
-        if not math.isfinite(value) and proxy.name not in errors:
-            errors[proxy.name] = f"returned {value}"
-        scores[proxy.name] = value if math.isfinite(value) else math.nan
-    seconds["total"] = time.perf_counter() - start
-    return {"arch": arch_text, "scores": scores, "seconds": seconds, "errors": errors}
 
 
 def _rss_mb() -> float:

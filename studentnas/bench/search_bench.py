@@ -40,7 +40,7 @@ from studentnas import __version__
 from studentnas.bench import ground_truth as gt
 from studentnas.bench.bench_data import DEFAULT_DATA, load_bench_batch
 from studentnas.bench.journal import Journal, json_safe
-from studentnas.bench.proxy_bench import proxy_fingerprint, resolve_proxies
+from studentnas.bench.proxy_suite import proxy_fingerprint, resolve_proxies
 from studentnas.budget import Budget
 from studentnas.candidate import Candidate
 from studentnas.errors import BadInputError, SearchExhaustedError
