@@ -147,6 +147,17 @@ def test_distill_points_a_puzzle_folder_at_its_run_directories(resnet_run: Path,
     assert code == 2 and str(resnet_run / "puzzle" / "candidates" / "50pctmacs") in err
 
 
+def test_random_teacher_gets_no_global_kd_and_says_why(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    narrow = '{"widths": [0.5], "merge": false, "linear": false, "noop": false}'  # 8 teacher + 8 pruned entries
+    args = [a if a != SMALL[SMALL.index("--library-options") + 1] else narrow for a in SMALL]
+    assert main(["puzzle", "--teacher", "resnet18", "--budget", "80%macs", "--out", str(tmp_path / "r"), *args]) == 0
+    out = capsys.readouterr().out
+    assert "MIP + global KD    skipped: the teacher is randomly initialised" in out
+    row = json.loads((tmp_path / "r" / "puzzle" / "puzzle.json").read_text())["solutions"]["80pctmacs"]
+    assert row["evaluation"]["mip_after_gkd"] is None and "--teacher-checkpoint" in row["evaluation"]["gkd_skipped"]
+    assert not (tmp_path / "r" / "puzzle" / "gkd" / "80pctmacs" / "distill").exists()
+
+
 def test_rerun_trains_nothing_and_mip_only_resolves(resnet_run: Path) -> None:
     bld = sorted((resnet_run / "puzzle" / "bld").glob("*.json"))
     stamps = {p: p.stat().st_mtime_ns for p in bld}

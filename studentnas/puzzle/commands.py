@@ -183,7 +183,7 @@ def run_puzzle(args: argparse.Namespace) -> int:
         print(_line("teacher", evaluation.get("teacher")))
         print(_line("MIP", evaluation.get("mip")))
         gkd = evaluation.get("mip_after_gkd")
-        print(_line("MIP + global KD", gkd) if gkd else f"  {'MIP + global KD':<18} {evaluation['gkd']['skipped']}")
+        print(_line("MIP + global KD", gkd) if gkd else f"  {'MIP + global KD':<18} {evaluation.get('gkd_skipped')}")
         print(_line("greedy", evaluation.get("greedy")))
         for i, r in enumerate(evaluation.get("random", [])):
             print(_line(f"random {i + 1}", r))

@@ -308,6 +308,8 @@ class PuzzleRun:
             everyone, gkd, mip_id = self._candidates_run(lib, result, evaluation, slug)
             evaluation["candidates_run"] = str(everyone)
             student, evaluation["mip_after_gkd"], evaluation["gkd"] = self._global_kd_images(student, gkd, mip_id)
+            if "skipped" in evaluation["gkd"]:
+                evaluation["gkd_skipped"] = evaluation["gkd"]["skipped"]  # kept in puzzle.json (gkd is not)
         chosen = [lib.by_id()[i].replacement for i in _ids(result["mip"])]
         out = self.root / "students" / f"{slug}.safetensors"
         export_puzzle_student(out, student, self.spec, self.family.name, chosen, {
