@@ -37,7 +37,6 @@ Example:
 
 from __future__ import annotations
 
-import copy
 import json
 from functools import cached_property
 from pathlib import Path
@@ -231,19 +230,11 @@ class PuzzleSpace(GeneSpace):
 
     def build(self, arch: Arch, num_classes: int | None = None, in_chans: int | None = None) -> nn.Module:
         """The assembled student (train mode, every weight trainable): BLD weights when built from a run."""
-        from studentnas.puzzle.bld import load_trained
-        from studentnas.puzzle.decompose import Assembled
+        from studentnas.puzzle.realise import realise
 
         self._check(None, num_classes, in_chans)
         dec, family = self._parts
-        reps = [e.replacement for e in self.chosen(arch)]
-        blocks = [load_trained(dec, family, r, self.run) if self.run is not None else family.build(dec, r)
-                  for r in reps]
-        student = Assembled(copy.deepcopy(dec.prefix), blocks, copy.deepcopy(dec.suffix),
-                            [(r.start, r.end) for r in reps], dec.num_features)
-        for p in student.parameters():
-            p.requires_grad_(True)
-        return student.train()
+        return realise(dec, family, [e.replacement for e in self.chosen(arch)], self.run).train()
 
     def format_arch(self, arch: Arch) -> str:
         """``puzzle(bottleneck(width=0.5)@0, teacher@1, merge(width=1.0)@2-3, ...)``: the chosen labels."""

@@ -59,6 +59,12 @@ def _ids(solution: dict[str, Any]) -> list[str]:
     return [chosen["id"] for chosen in solution["chosen"]]
 
 
+def _replacements(lib: Library, ids: Sequence[str]) -> list[Replacement]:
+    """The library's replacements with these ids."""
+    by_id = lib.by_id()
+    return [by_id[i].replacement for i in ids]
+
+
 class PuzzleRun:
     """One Puzzle run directory; :meth:`run` does every stage that is not done yet."""
 
@@ -239,9 +245,7 @@ class PuzzleRun:
         assert self.samples is not None
         from studentnas.puzzle.realise import realise, recalibrate_bn
 
-        by_id = lib.by_id()
-        chosen = [by_id[i].replacement for i in ids]
-        student = realise(self.dec, self.family, chosen, self.root)
+        student = realise(self.dec, self.family, _replacements(lib, ids), self.root)
         recalibrate_bn(student, self.samples.bld)
         if inputs is None:
             inputs, labels = self.samples.test, self.samples.test_labels
@@ -310,7 +314,7 @@ class PuzzleRun:
             student, evaluation["mip_after_gkd"], evaluation["gkd"] = self._global_kd_images(student, gkd, mip_id)
             if "skipped" in evaluation["gkd"]:
                 evaluation["gkd_skipped"] = evaluation["gkd"]["skipped"]  # kept in puzzle.json (gkd is not)
-        chosen = [lib.by_id()[i].replacement for i in _ids(result["mip"])]
+        chosen = _replacements(lib, _ids(result["mip"]))
         out = self.root / "students" / f"{slug}.safetensors"
         export_puzzle_student(out, student, self.spec, self.family.name, chosen, {
             "budget": self.budget.texts, "costs": result["measured"], "quality_before_gkd": evaluation["mip"],
@@ -327,10 +331,8 @@ class PuzzleRun:
         from studentnas.puzzle.handoff import CANDIDATES_DIR, GKD_DIR, write_candidates_run
         from studentnas.registry import SPACES
 
-        by_id = lib.by_id()
-
         def replacements(solution: dict[str, Any]) -> list[Replacement]:
-            return [by_id[i].replacement for i in _ids(solution)]
+            return _replacements(lib, _ids(solution))
 
         mip = ("mip", replacements(result["mip"]), evaluation["mip"])
         others = [("greedy", replacements(result["greedy"]), evaluation["greedy"]),

@@ -43,10 +43,11 @@ from studentnas.puzzle.samples import TeacherSpec
 META_KEY = "studentnas_puzzle"
 
 
-def realise(dec: Decomposed, family: Family, chosen: Sequence[Replacement], root: str | Path) -> Assembled:
-    """The student for ``chosen`` (covering every layer once) with BLD weights, independent of the teacher."""
+def realise(dec: Decomposed, family: Family, chosen: Sequence[Replacement], root: str | Path | None) -> Assembled:
+    """The student for ``chosen`` (covering every layer once) with the BLD weights of the run in ``root``
+    (``None``: the family's initialisation from the parent layers), independent of the teacher; eval mode."""
     order = ordered_cover(chosen, len(dec.layers))
-    blocks = [load_trained(dec, family, rep, root) for rep in order]
+    blocks = [family.build(dec, rep) if root is None else load_trained(dec, family, rep, root) for rep in order]
     student = Assembled(copy.deepcopy(dec.prefix), blocks, copy.deepcopy(dec.suffix),
                         [(r.start, r.end) for r in order], dec.num_features)
     for p in student.parameters():
