@@ -5,8 +5,8 @@ NAS-Bench-201). Values come from the space's analytic ``cost()``, so they cost n
 
 Example:
     >>> import torch
-    >>> from studentnas.cost import Cost
-    >>> from studentnas.proxy import ProxyContext
+    >>> from studentnas.core.cost import Cost
+    >>> from studentnas.core.proxy import ProxyContext
     >>> ctx = ProxyContext(torch.zeros(1, 3, 8, 8), torch.zeros(1), 10).for_candidate(Cost(4.1e9, 25.6e6))
     >>> ParamsProxy().score(None, ctx), MacsProxy().score(None, ctx)
     (25.6, 4100.0)
@@ -17,9 +17,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from studentnas.cost import Cost
-from studentnas.proxy import Proxy, ProxyContext
-from studentnas.registry import PROXIES
+from studentnas.core.cost import Cost
+from studentnas.core.proxy import Proxy, ProxyContext
+from studentnas.core.registry import PROXIES
 
 
 def _cost_pair() -> tuple[tuple[nn.Module, ProxyContext], tuple[nn.Module, ProxyContext]]:

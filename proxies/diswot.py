@@ -2,7 +2,7 @@
 
 * ``diswot_semantic``: -d_sem (§1.3). Both networks in train mode, one cross-entropy on (images,
   labels) each; G = dCE/dW of the final linear classifier (K x C). Per class k, M_k = rownorm(g_k g_k^T);
-  d_sem = sum_k ||M_s,k - M_t,k||_F^2 / (K*C) (the ICKD distance of ``studentnas.similarity``).
+  d_sem = sum_k ||M_s,k - M_t,k||_F^2 / (K*C) (the ICKD distance of ``studentnas.scoring.similarity``).
   When C_S != C_T ([our choice], METHODS §1.3 and §8), the fallback is, by default, ``"class_gram"``:
   the K x K class-relation Grams rownorm(G G^T), which need no channel match, compared as
   ||.||_F^2 / K (the same "mean squared distance of unit rows" scale as the ICKD form, [0, 4]).
@@ -36,7 +36,7 @@ are not reproduced: the relation term is the batch Gram of the pre-pool maps, an
 the context's, fixed for the whole search.
 
 Example:
-    >>> from studentnas.proxies._teacher_student import example_context, tiny_net
+    >>> from studentnas.scoring.teacher_student import example_context, tiny_net
     >>> teacher = tiny_net(0)
     >>> same, other = example_context(teacher)
     >>> DisWOTProxy().score(tiny_net(0), same)        # a copy of the teacher: distance 0, the maximum
@@ -54,9 +54,18 @@ import math
 import torch
 from torch import nn
 
-from studentnas.errors import BadInputError
-from studentnas.proxies._solo_passes import gaussian_init
-from studentnas.proxies._teacher_student import (
+from studentnas.core.errors import BadInputError
+from studentnas.core.proxy import Proxy, ProxyContext
+from studentnas.core.registry import PROXIES
+from studentnas.scoring.similarity import (
+    batch_gram,
+    class_gram_distance,
+    ickd_distance,
+    orthogonal_projection,
+    relation_distance,
+)
+from studentnas.scoring.solo_passes import gaussian_init
+from studentnas.scoring.teacher_student import (
     check_classes,
     example_context,
     scoring_mode,
@@ -66,15 +75,6 @@ from studentnas.proxies._teacher_student import (
     teacher_fc_grad,
     teacher_gram,
     tiny_net,
-)
-from studentnas.proxy import Proxy, ProxyContext
-from studentnas.registry import PROXIES
-from studentnas.similarity import (
-    batch_gram,
-    class_gram_distance,
-    ickd_distance,
-    orthogonal_projection,
-    relation_distance,
 )
 
 FALLBACKS = ("class_gram", "projection", "none")
@@ -178,7 +178,7 @@ class DisWOTSemanticProxy(Proxy):
             False for the paper's ICKD form on equal widths.
 
     Example:
-        >>> from studentnas.proxies._teacher_student import example_context, tiny_net
+        >>> from studentnas.scoring.teacher_student import example_context, tiny_net
         >>> same, _ = example_context(tiny_net(0))
         >>> DisWOTSemanticProxy().score(tiny_net(0), same)
         0.0
@@ -211,7 +211,7 @@ class DisWOTRelationProxy(Proxy):
     """-d_rel: the row-normalised batch Gram of the pre-pool features, student vs teacher.
 
     Example:
-        >>> from studentnas.proxies._teacher_student import example_context, tiny_net
+        >>> from studentnas.scoring.teacher_student import example_context, tiny_net
         >>> same, _ = example_context(tiny_net(0))
         >>> DisWOTRelationProxy().score(tiny_net(0), same)
         0.0
@@ -239,7 +239,7 @@ class DisWOTProxy(Proxy):
         fallback, always_fallback: d_sem's form when C_S != C_T (see :class:`DisWOTSemanticProxy`).
 
     Example:
-        >>> from studentnas.proxies._teacher_student import example_context, tiny_net
+        >>> from studentnas.scoring.teacher_student import example_context, tiny_net
         >>> _, view = example_context(tiny_net(0))
         >>> DisWOTProxy(w_sem=0.0).score(tiny_net(1), view) == DisWOTRelationProxy().score(tiny_net(1), view)
         True
@@ -284,7 +284,7 @@ class BNLogScaleProxy(Proxy):
     it is the BatchNorm half of Zen-score. A network without BatchNorm scores 0.
 
     Example:
-        >>> from studentnas.proxy import ProxyContext
+        >>> from studentnas.core.proxy import ProxyContext
         >>> import torch
         >>> ctx = ProxyContext(torch.zeros(8, 3, 8, 8), torch.zeros(8, dtype=torch.long), 2)
         >>> net = nn.Sequential(nn.Conv2d(3, 4, 1), nn.BatchNorm2d(4))

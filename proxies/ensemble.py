@@ -40,9 +40,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from studentnas.errors import BadInputError
-from studentnas.proxy import Proxy, ProxyContext
-from studentnas.registry import PROXIES
+from studentnas.core.errors import BadInputError
+from studentnas.core.proxy import Proxy, ProxyContext
+from studentnas.core.registry import PROXIES
 
 SHIPPED = "zc_ensemble_nb201.json"
 _TAIL_SLOPE = 1e-3  # percentile per reference range beyond the ends, keeps the order strict

@@ -22,7 +22,7 @@ against the teacher, and distillation losses between the random teacher and stud
 them costs one student forward.
 
 Example:
-    >>> from studentnas.proxies._teacher_student import example_context, tiny_net
+    >>> from studentnas.scoring.teacher_student import example_context, tiny_net
     >>> same, other = example_context(tiny_net(0))
     >>> KDLogitsProxy().score(tiny_net(0), same)          # a copy of the teacher: KL 0
     0.0
@@ -38,8 +38,12 @@ import math
 import torch
 from torch import nn
 
-from studentnas.errors import BadInputError
-from studentnas.proxies._teacher_student import (
+from studentnas.core.errors import BadInputError
+from studentnas.core.proxy import Proxy, ProxyContext
+from studentnas.core.registry import PROXIES
+from studentnas.proxies.diswot import DisWOTRelationProxy, semantic_distance, teacher_copy_pair
+from studentnas.scoring.similarity import attention_distance_from_energy, attention_energy, hinton_kd
+from studentnas.scoring.teacher_student import (
     WEIGHTED,
     check_timm_api,
     example_context,
@@ -50,10 +54,6 @@ from studentnas.proxies._teacher_student import (
     teacher_fc_grad,
     tiny_net,
 )
-from studentnas.proxies.diswot import DisWOTRelationProxy, semantic_distance, teacher_copy_pair
-from studentnas.proxy import Proxy, ProxyContext
-from studentnas.registry import PROXIES
-from studentnas.similarity import attention_distance_from_energy, attention_energy, hinton_kd
 
 DEFAULT_TAU = 4.0
 
@@ -202,7 +202,7 @@ class ICKDProxy(Proxy):
     Equal to ``diswot_semantic`` when C_S == C_T; raises ``ValueError`` otherwise (no fallback).
 
     Example:
-        >>> from studentnas.proxies._teacher_student import example_context, tiny_net
+        >>> from studentnas.scoring.teacher_student import example_context, tiny_net
         >>> same, _ = example_context(tiny_net(0))
         >>> ICKDProxy().score(tiny_net(0), same)
         0.0
@@ -263,7 +263,7 @@ class KDSPProxy(DisWOTRelationProxy):
     same shared computation), registered under the name the KD-proxy literature uses.
 
     Example:
-        >>> from studentnas.proxies._teacher_student import example_context, tiny_net
+        >>> from studentnas.scoring.teacher_student import example_context, tiny_net
         >>> same, _ = example_context(tiny_net(0))
         >>> KDSPProxy().score(tiny_net(0), same)
         0.0
@@ -315,7 +315,7 @@ class KDATProxy(Proxy):
     """-attention transfer (p = 2) summed over paired stages of the random teacher and student.
 
     Example:
-        >>> from studentnas.proxies._teacher_student import example_context, tiny_net
+        >>> from studentnas.scoring.teacher_student import example_context, tiny_net
         >>> same, _ = example_context(tiny_net(0))
         >>> KDATProxy().score(tiny_net(0), same)
         0.0

@@ -5,12 +5,12 @@ They follow the NASLib / SamsungLabs zero-cost harness: networks at their curren
 initialisation, a deep copy in train mode, one calibration batch, per-layer quantities summed over
 every conv and linear weight (biases excluded, classifier included). ``snip``, ``grad_norm``,
 ``plain`` and ``fisher`` read one shared cross-entropy forward/backward per candidate, and ``grasp``
-reuses its gradient (see ``proxies/_passes.py``).
+reuses its gradient (see ``studentnas/scoring/passes.py``).
 
 Example:
     >>> import torch
     >>> from studentnas import get_space
-    >>> from studentnas.proxy import ProxyContext
+    >>> from studentnas.core.proxy import ProxyContext
     >>> space = get_space("nb201", C=4, N=1)
     >>> cell = "|nor_conv_3x3~0|+|skip_connect~0|nor_conv_1x1~1|+|none~0|none~1|skip_connect~2|"
     >>> net = space.build(space.from_string(cell))
@@ -26,15 +26,15 @@ import copy
 import torch
 from torch import nn
 
-from studentnas.proxies import _passes, _solo_passes
-from studentnas.proxy import Proxy, ProxyContext, signed_log
-from studentnas.registry import PROXIES
+from studentnas.core.proxy import Proxy, ProxyContext, signed_log
+from studentnas.core.registry import PROXIES
+from studentnas.scoring import passes, solo_passes
 
 Pair = tuple[tuple[nn.Module, ProxyContext], tuple[nn.Module, ProxyContext]]
 
 
-def _gradients(student: nn.Module, ctx: ProxyContext) -> _passes.GradientPass:
-    return _passes.shared(ctx, "gradient", student, lambda: _passes.gradient_pass(student, ctx))
+def _gradients(student: nn.Module, ctx: ProxyContext) -> passes.GradientPass:
+    return passes.shared(ctx, "gradient", student, lambda: passes.gradient_pass(student, ctx))
 
 
 def live_and_dead_pair(wrong_labels: bool = False) -> Pair:
@@ -78,7 +78,7 @@ class SynflowProxy(Proxy):
     sign = "log-transformed as NASLib does (log s for s > 0); larger synaptic flow is better"
 
     def _score(self, student: nn.Module, ctx: ProxyContext) -> float:
-        flow = _passes.shared(ctx, "synflow", student, lambda: _solo_passes.synflow_pass(student, ctx))
+        flow = passes.shared(ctx, "synflow", student, lambda: solo_passes.synflow_pass(student, ctx))
         return signed_log(float(flow.per_layer.sum()))
 
     @classmethod
@@ -216,7 +216,7 @@ class GraspProxy(Proxy):
     sign = "GraSP's theta*Hg is negated (score = sum -theta*Hg0, as NASLib reports it), so higher is better"
 
     def _score(self, student: nn.Module, ctx: ProxyContext) -> float:
-        grasp = _passes.shared(ctx, "grasp", student, lambda: _passes.grasp_pass(student, ctx))
+        grasp = passes.shared(ctx, "grasp", student, lambda: passes.grasp_pass(student, ctx))
         return float(grasp.per_layer.sum())
 
     @classmethod
@@ -256,7 +256,7 @@ class L2NormProxy(Proxy):
 
     def _score(self, student: nn.Module, ctx: ProxyContext) -> float:
         with torch.no_grad():
-            return float(sum(float(m.weight.norm()) for m in _passes.weighted_layers(student)))
+            return float(sum(float(m.weight.norm()) for m in passes.weighted_layers(student)))
 
     @classmethod
     def example_pair(cls) -> Pair:

@@ -1,7 +1,7 @@
 """Activation-pattern zero-cost proxies (METHODS.md §2): ``nwot`` (NASWOT), ``jacov`` (Jacobian
 covariance) and ``epe_nas``.
 
-All three read one shared pass per candidate (``proxies/_passes.py``, ``jacobian``): a forward with
+All three read one shared pass per candidate (``studentnas/scoring/passes.py``, ``jacobian``): a forward with
 the input requiring grad, whose ReLU codes are folded into the NASWOT kernel as they appear; when
 jacov or epe_nas first needs J, one backward of the summed outputs to the input,
 J_n = d(sum outputs)/dx_n, reduced at once to the N x N Pearson correlation of the rows of J. So
@@ -14,7 +14,7 @@ records as a failure (NASLib maps it to -1e8); a singular NASWOT kernel gives ``
 Example:
     >>> import torch
     >>> from studentnas import get_space
-    >>> from studentnas.proxy import ProxyContext
+    >>> from studentnas.core.proxy import ProxyContext
     >>> space = get_space("nb201", C=4, N=1)
     >>> cell = "|nor_conv_3x3~0|+|skip_connect~0|nor_conv_1x1~1|+|none~0|none~1|skip_connect~2|"
     >>> net = space.build(space.from_string(cell))
@@ -34,9 +34,9 @@ import math
 import torch
 from torch import nn
 
-from studentnas.proxies import _passes
-from studentnas.proxy import Proxy, ProxyContext
-from studentnas.registry import PROXIES
+from studentnas.core.proxy import Proxy, ProxyContext
+from studentnas.core.registry import PROXIES
+from studentnas.scoring import passes
 
 Pair = tuple[tuple[nn.Module, ProxyContext], tuple[nn.Module, ProxyContext]]
 EIGEN_SHIFT = 1e-5  # k of jacov and epe_nas
@@ -45,8 +45,8 @@ EIGEN_SHIFT = 1e-5  # k of jacov and epe_nas
 JACOBIAN_READERS = frozenset({"jacov", "epe_nas"})  # proxies that read the input Jacobian of the shared pass
 
 
-def _jacobian(student: nn.Module, ctx: ProxyContext) -> _passes.JacobianPass:
-    return _passes.shared(ctx, "jacobian", student, lambda: _passes.jacobian_pass(student, ctx))
+def _jacobian(student: nn.Module, ctx: ProxyContext) -> passes.JacobianPass:
+    return passes.shared(ctx, "jacobian", student, lambda: passes.jacobian_pass(student, ctx))
 
 
 def _identity_relu() -> nn.Sequential:
@@ -121,8 +121,8 @@ class NwotProxy(Proxy):
 
     def _score(self, student: nn.Module, ctx: ProxyContext) -> float:
         if JACOBIAN_READERS.isdisjoint(ctx.suite):  # nobody needs the input Jacobian: forward only
-            kernel = _passes.shared(ctx, "relu_kernel", student,
-                                    lambda: _passes.jacobian_pass(student, ctx, with_jacobian=False)).kernel
+            kernel = passes.shared(ctx, "relu_kernel", student,
+                                    lambda: passes.jacobian_pass(student, ctx, with_jacobian=False)).kernel
         else:
             kernel = _jacobian(student, ctx).kernel
         return float(torch.linalg.slogdet(kernel)[1])

@@ -3,12 +3,12 @@
 
 None of them can share the cross-entropy or Jacobian passes: ``zen`` re-initialises a copy and runs it
 twice on Gaussian noise, ``zico`` needs one backward per mini-batch, ``meco`` one forward on noise.
-The passes live in ``proxies/_solo_passes.py`` (shared through ``proxies/_passes.py``).
+The passes live in ``studentnas/scoring/solo_passes.py`` (shared through ``studentnas/scoring/passes.py``).
 
 Example:
     >>> import torch
     >>> from studentnas import get_space
-    >>> from studentnas.proxy import ProxyContext
+    >>> from studentnas.core.proxy import ProxyContext
     >>> space = get_space("nb201", C=4, N=1)
     >>> cell = "|nor_conv_3x3~0|+|skip_connect~0|nor_conv_1x1~1|+|none~0|none~1|skip_connect~2|"
     >>> net = space.build(space.from_string(cell))
@@ -27,11 +27,11 @@ from typing import Any
 import torch
 from torch import nn
 
-from studentnas.errors import BadInputError
-from studentnas.proxies import _passes, _solo_passes
+from studentnas.core.errors import BadInputError
+from studentnas.core.proxy import Proxy, ProxyContext
+from studentnas.core.registry import PROXIES
 from studentnas.proxies.zero_cost import live_and_dead_pair
-from studentnas.proxy import Proxy, ProxyContext
-from studentnas.registry import PROXIES
+from studentnas.scoring import passes, solo_passes
 
 Pair = tuple[tuple[nn.Module, ProxyContext], tuple[nn.Module, ProxyContext]]
 BN_VARIANCES = ("running", "batch")
@@ -102,8 +102,8 @@ class ZenProxy(Proxy):
 
     def _score(self, student: nn.Module, ctx: ProxyContext) -> float:
         key = f"zen:{self.gamma}:{self.bn_variance}:{self.repeat}"
-        zen = _passes.shared(ctx, key, student,
-                             lambda: _solo_passes.zen_pass(student, ctx, self.gamma, self.bn_variance, self.repeat))
+        zen = passes.shared(ctx, key, student,
+                             lambda: solo_passes.zen_pass(student, ctx, self.gamma, self.bn_variance, self.repeat))
         logs = [math.log(d) if d > 0 else (math.nan if d != d else -math.inf) for d in zen.delta.tolist()]
         return float(sum(lg + b for lg, b in zip(logs, zen.bn_log_scale.tolist())) / len(logs))
 
@@ -153,8 +153,8 @@ class ZicoProxy(Proxy):
 
     def _score(self, student: nn.Module, ctx: ProxyContext) -> float:
         key = f"zico:{self.batches}:{self.cumulative}"
-        zico = _passes.shared(ctx, key, student,
-                              lambda: _solo_passes.zico_pass(student, ctx, self.batches, self.cumulative))
+        zico = passes.shared(ctx, key, student,
+                              lambda: solo_passes.zico_pass(student, ctx, self.batches, self.cumulative))
         return float(sum(math.log(s) for s in zico.ratio_sum.tolist() if s > 0))
 
     def config(self) -> dict[str, Any]:
@@ -194,7 +194,7 @@ class MecoProxy(Proxy):
     sign = "none: a larger sum of minimum eigenvalues (less redundant channels) is better"
 
     def _score(self, student: nn.Module, ctx: ProxyContext) -> float:
-        meco = _passes.shared(ctx, "meco", student, lambda: _solo_passes.meco_pass(student, ctx))
+        meco = passes.shared(ctx, "meco", student, lambda: solo_passes.meco_pass(student, ctx))
         return float(meco.min_eigenvalues.sum())
 
     @classmethod

@@ -35,14 +35,14 @@ import numpy as np
 import torch
 
 import studentnas as sn
-from studentnas.data import load_images
+from studentnas.data.images import load_images
+from studentnas.data.teachers import load_teacher
 from studentnas.distill.experiment import _scheduler, _searcher
 from studentnas.distill.resources import _connect
 from studentnas.distill.search_space import SearchSpace
 from studentnas.distill.teacher_train import train_teacher
 from studentnas.distill.trainer import Batches, TrainConfig, cached_teacher_logits, holdout_split, train
 from studentnas.distill.trial import TrialJob, run_trial
-from studentnas.teacher import load_teacher
 
 KD = ({"name": "kd", "weight": 0.9, "T": 4.0},)
 
@@ -209,7 +209,7 @@ def main() -> None:
                    val=val_part, search_space=fixed, epochs=args.epochs, batch_size=args.batch_size,
                    teacher=teacher.model, teacher_logits=logits)
     # The trial builds its student with build_student (seeded by run seed and arch id): do the same here.
-    from studentnas.evaluate import build_student
+    from studentnas.engine.evaluate import build_student
 
     if "ray" in parts:
         result["ray_overhead"] = bench_ray(job, lambda: build_student(space, arch, args.seed, 10, 3), train_b, val_b,

@@ -17,10 +17,10 @@ import numpy as np
 import torch
 
 import studentnas as sn
-from studentnas import data as data_mod
-from studentnas.evaluate import build_student
-from studentnas.proxy import ProxyContext
-from studentnas.teacher import load_teacher
+from studentnas.core.proxy import ProxyContext
+from studentnas.data import images as data_mod
+from studentnas.data.teachers import load_teacher
+from studentnas.engine.evaluate import build_student
 
 
 def main() -> None:

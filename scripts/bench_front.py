@@ -2,7 +2,7 @@
 
 Runs ``studentnas.search`` once per (searcher, seed) with the same teacher, budget, objectives and
 number of candidates, then computes every run's hypervolume against ONE shared reference point
-(``studentnas.pareto.reference_point`` over the candidates of all runs together, so the numbers are
+(``studentnas.core.pareto.reference_point`` over the candidates of all runs together, so the numbers are
 comparable; each run's own run.json hypervolume is normalised to that run alone). Prints JSON.
 Runs are resumable: rerunning the same command reuses finished run directories.
 
@@ -21,8 +21,8 @@ from pathlib import Path
 import numpy as np
 
 import studentnas as sn
-from studentnas.budget import Budget
-from studentnas.pareto import front, hypervolume, reference_point
+from studentnas.core.budget import Budget
+from studentnas.core.pareto import front, hypervolume, reference_point
 
 
 def main() -> None:

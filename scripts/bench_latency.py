@@ -26,8 +26,8 @@ import numpy as np
 from scipy import stats
 
 import studentnas as sn
-from studentnas.latency import LatencyCache, LatencyMeter
-from studentnas.latency_table import LatencyEstimator
+from studentnas.hardware.latency import LatencyCache, LatencyMeter
+from studentnas.hardware.latency_table import LatencyEstimator
 
 INPUTS = {"nb201": ((3, 32, 32), 10), "resnet": ((3, 224, 224), 1000)}
 

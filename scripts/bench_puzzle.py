@@ -122,7 +122,7 @@ def _speedup(run: PuzzleRun, lib: Library, n: int, folder: Path) -> dict[str, An
         if workers > 1:
             import ray
 
-            from studentnas.parallel import init_ray
+            from studentnas.engine.parallel import init_ray
 
             start = time.perf_counter()
             init_ray(None, workers)

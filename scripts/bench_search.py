@@ -25,9 +25,9 @@ from pathlib import Path
 import studentnas  # noqa: F401  (torchvision shim before timm)
 import timm
 import torch
-from studentnas.cost import counted_macs
-from studentnas.export import export_student, load_student
-from studentnas.run import load_run
+from studentnas.hardware.counting import counted_macs
+from studentnas.engine.export import export_student, load_student
+from studentnas.engine.rundir import load_run
 
 
 def baseline_seconds(batch: int, size: int) -> float:

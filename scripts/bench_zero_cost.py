@@ -22,8 +22,8 @@ import torch
 
 import studentnas  # noqa: F401  (torchvision shim first)
 from studentnas import get_proxy, get_space
-from studentnas.proxies import _passes
-from studentnas.proxy import ProxyContext
+from studentnas.core.proxy import ProxyContext
+from studentnas.scoring import passes
 
 # proxy -> the pass it reads (its time is charged there: the first reader pays the pass; jacov pays the
 # input-gradient backward of the jacobian pass, which nwot alone never runs)
@@ -55,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
         net = space.build(arch, num_classes=10).to(memory_format=torch.channels_last)
         view = ctx.for_candidate(space.cost(arch, (3, args.size, args.size)))
         t0 = time.perf_counter()
-        _passes.train_copy(net, view)
+        passes.train_copy(net, view)
         spent = {"train_copy": time.perf_counter() - t0}
         for proxy in proxies:
             t0 = time.perf_counter()

@@ -22,7 +22,7 @@ import torch
 
 import studentnas  # noqa: F401  (torchvision shim first)
 from studentnas import get_proxy, get_space
-from studentnas.proxy import ProxyContext
+from studentnas.core.proxy import ProxyContext
 
 SUITE = ("synflow", "snip", "grasp", "fisher", "grad_norm", "plain", "l2_norm", "jacov", "nwot", "epe_nas",
          "zen", "zico", "meco")

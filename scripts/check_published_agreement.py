@@ -25,8 +25,9 @@ import torch
 from scipy.stats import spearmanr
 
 import studentnas  # noqa: F401  (torchvision shim first)
-from studentnas import data, get_proxy, get_space
-from studentnas.proxy import ProxyContext
+from studentnas import get_proxy, get_space
+from studentnas.core.proxy import ProxyContext
+from studentnas.data import images as data
 
 REFERENCE = Path(__file__).resolve().parents[2] / "shared/reference/nb201/naslib_zc_nasbench201.json"
 PUBLISHED = ("synflow", "snip", "grasp", "fisher", "grad_norm", "plain", "l2_norm", "jacov", "nwot", "epe_nas")

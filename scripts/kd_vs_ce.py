@@ -9,7 +9,7 @@ of the teacher's test top-1, and above the same student trained without KD.
    students' test images.
 2. **Student**: one arch, ``--student-arch JSON`` (``{"space": ..., "genes": {...}}``, inline or a file) or
    ``--from-study DIR --student ID`` (a student of a ``scripts/search_quality.py`` folder's study.json),
-   built in the space centred on the teacher (:func:`studentnas.search_job.pick_space`).
+   built in the space centred on the teacher (:func:`studentnas.engine.search.pick_space`).
 3. **Trainings**: per seed of ``--seeds``, the student is trained twice by
    :func:`search_quality.train_one` (the study's own worker): with the KD recipe (Hinton KD at
    ``--temperature``, weight ``--kd-weight``, plus ``--ce-weight`` x CE) and with CE only (KD term removed,
@@ -56,12 +56,12 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the study's worker and helpers, also in workers
 import search_quality as sq  # noqa: E402
 
-from studentnas.arch import Arch  # noqa: E402
-from studentnas.cost import measured_cost  # noqa: E402
+from studentnas.core.arch import Arch  # noqa: E402
+from studentnas.hardware.counting import measured_cost  # noqa: E402
 from studentnas.distill.teacher_train import train_teacher, versions  # noqa: E402
 from studentnas.distill.trainer import Batches, evaluate  # noqa: E402
-from studentnas.errors import BadInputError  # noqa: E402
-from studentnas.search_job import pick_space  # noqa: E402
+from studentnas.core.errors import BadInputError  # noqa: E402
+from studentnas.engine.search import pick_space  # noqa: E402
 
 FORMAT = 1
 CONFIG, JOURNAL = "config.json", "journal.jsonl"

@@ -1,7 +1,7 @@
 """Regenerate ``studentnas/assets/fashion_mnist_calibration.npz`` from Debian's Fashion-MNIST files.
 
 The sample is 320 images of the Fashion-MNIST TEST split, 32 per class, picked by
-``studentnas.data.load_images("fashion-mnist", split="test", limit=320, seed=0)`` (stratified, deterministic).
+``studentnas.data.images.load_images("fashion-mnist", split="test", limit=320, seed=0)`` (stratified, deterministic).
 Prints a JSON summary (path, size, counts per class, SHA-256 of the pixels).
 
 Usage:
@@ -18,8 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-from studentnas.data import load_images
-from studentnas.datasets_io import FASHION_MNIST_DIR, SAMPLE_FILE
+from studentnas.data.images import load_images
+from studentnas.data.readers import FASHION_MNIST_DIR, SAMPLE_FILE
 
 DEFAULT_OUT = Path(__file__).resolve().parents[1] / "studentnas" / "assets" / SAMPLE_FILE
 SAMPLE_SIZE = 320

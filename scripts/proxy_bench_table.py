@@ -21,7 +21,7 @@ import numpy as np
 import studentnas  # noqa: F401
 from studentnas.bench import ground_truth as gt
 from studentnas.bench.correlation import spearman
-from studentnas.registry import SPACES
+from studentnas.core.registry import SPACES
 
 # Published Spearman over all NB201 cells (CIFAR-10, CIFAR-100), as quoted by the issue.
 PUBLISHED = {"synflow": (0.74, 0.76), "nwot": (0.79, 0.81), "jacov": (0.73, 0.70)}

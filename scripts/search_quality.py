@@ -2,7 +2,7 @@
 
 1. **Teacher**: ``--teacher`` (default resnet34) trained on ``--data`` at ``--image-size`` px by
    ``studentnas teacher train``'s code, or ``--teacher-checkpoint`` reused; evaluated on the test images.
-2. **Budget** (default ``25%macs`` of the teacher, any :mod:`studentnas.budget` form) and four picks under it:
+2. **Budget** (default ``25%macs`` of the teacher, any :mod:`studentnas.core.budget` form) and four picks under it:
 
    * ``diswot``: ``studentnas.search(proxy="diswot")`` with the trained teacher; the candidate with the
      best DisWOT score (rank 1 of its front);
@@ -88,20 +88,21 @@ import numpy as np
 import torch
 from scipy import stats
 
-from studentnas.arch import Arch
-from studentnas.budget import Budget
-from studentnas.cost import Cost, measured_cost
-from studentnas.data import calibration_batch, load_images
+from studentnas.core.arch import Arch
+from studentnas.core.budget import Budget
+from studentnas.core.cost import Cost
+from studentnas.hardware.counting import measured_cost
+from studentnas.data.images import calibration_batch, load_images
 from studentnas.distill.teacher_train import train_teacher, versions
 from studentnas.distill.trainer import Batches, TrainConfig, cached_teacher_logits, evaluate, train
-from studentnas.errors import BadInputError
-from studentnas.evaluate import LocalEvaluator, build_student
-from studentnas.progress import Progress
-from studentnas.proxy import ProxyContext
-from studentnas.registry import PROXIES, SPACES
-from studentnas.search_job import check_budget_range, pick_space, static_budget
-from studentnas.space import SearchSpace
-from studentnas.teacher import Teacher, load_teacher
+from studentnas.core.errors import BadInputError
+from studentnas.engine.evaluate import LocalEvaluator, build_student
+from studentnas.core.console import Progress
+from studentnas.core.proxy import ProxyContext
+from studentnas.core.registry import PROXIES, SPACES
+from studentnas.engine.search import check_budget_range, pick_space, static_budget
+from studentnas.core.space import SearchSpace
+from studentnas.data.teachers import Teacher, load_teacher
 
 ROOT = Path(__file__).resolve().parents[1]
 FORMAT = 1
@@ -178,7 +179,7 @@ def parse_settings(argv: Sequence[str] | None = None) -> tuple[Settings, argpars
         "teacher_checkpoint": "reuse these weights (trained by `studentnas teacher train`) instead of training",
         "data": "data spec with train and test splits", "image_size": "image side in pixels",
         "teacher_epochs": "epochs of teacher training", "teacher_train_images": "training images for the teacher",
-        "budget": "budget string(s), comma separated (studentnas.budget grammar)",
+        "budget": "budget string(s), comma separated (studentnas.core.budget grammar)",
         "space": "search space", "classic_proxy": "the training-free proxy DisWOT is compared with",
         "searcher": "searcher of both searches", "candidates": "candidates each search evaluates",
         "calibration_batch": "proxy calibration batch size (the searches' --batch-size)",

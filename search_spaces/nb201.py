@@ -37,12 +37,12 @@ from typing import Any
 import torch
 from torch import nn
 
-from studentnas.arch import Arch
-from studentnas.cost import Cost
-from studentnas.errors import BadInputError
-from studentnas.latency_table import Layer, chain
-from studentnas.registry import SPACES
-from studentnas.space import Gene, GeneSpace
+from studentnas.core.arch import Arch
+from studentnas.core.cost import Cost
+from studentnas.core.errors import BadInputError
+from studentnas.core.registry import SPACES
+from studentnas.core.space import Gene, GeneSpace
+from studentnas.hardware.latency_table import Layer, chain
 
 OPS = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")  # cheap to expensive
 EDGES = ((1, 0), (2, 0), (2, 1), (3, 0), (3, 1), (3, 2))  # (to, from) of edges e0..e5

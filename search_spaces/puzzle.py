@@ -44,11 +44,11 @@ from typing import Any
 
 from torch import nn
 
-from studentnas.arch import Arch, GeneValue
-from studentnas.cost import Cost
-from studentnas.errors import BadInputError
-from studentnas.registry import SPACES
-from studentnas.space import Gene, GeneSpace
+from studentnas.core.arch import Arch, GeneValue
+from studentnas.core.cost import Cost
+from studentnas.core.errors import BadInputError
+from studentnas.core.registry import SPACES
+from studentnas.core.space import Gene, GeneSpace
 
 COVERED = "-"  # the gene value of a layer covered by the two-layer replacement chosen before it
 

@@ -27,12 +27,12 @@ from typing import Any
 from timm.models.resnet import BasicBlock, Bottleneck, ResNet
 from torch import nn
 
-from studentnas.arch import Arch
-from studentnas.cost import Cost
-from studentnas.errors import BadInputError
-from studentnas.latency_table import Layer, chain
-from studentnas.registry import SPACES
-from studentnas.space import Gene, GeneSpace
+from studentnas.core.arch import Arch
+from studentnas.core.cost import Cost
+from studentnas.core.errors import BadInputError
+from studentnas.core.registry import SPACES
+from studentnas.core.space import Gene, GeneSpace
+from studentnas.hardware.latency_table import Layer, chain
 
 BASE_CHANNELS = (64, 128, 256, 512)
 DEFAULT_MAX_DEPTHS = (5, 6, 35, 5)  # 1.5x resnet101, so resnet18/34/50/101 are all inside

@@ -9,12 +9,12 @@ Example:
 """
 
 from studentnas import _compat  # noqa: F401  (must run before torchvision/timm are imported)
-from studentnas.arch import Arch
-from studentnas.budget import Budget
-from studentnas.candidate import Candidate
-from studentnas.cost import Cost
-from studentnas.errors import BadInputError, StudentNASError
-from studentnas.registry import PROXIES, SEARCHERS, SPACES
+from studentnas.core.arch import Arch
+from studentnas.core.budget import Budget
+from studentnas.core.candidate import Candidate
+from studentnas.core.cost import Cost
+from studentnas.core.errors import BadInputError, StudentNASError
+from studentnas.core.registry import PROXIES, SEARCHERS, SPACES
 
 __version__ = "0.1.0"
 
@@ -42,24 +42,24 @@ def list_searchers(filter: str | None = None) -> list[str]:
     return SEARCHERS.list(filter)
 
 
-def __getattr__(name: str):  # lazy: these pull in timm and the data stack
-    if name == "search":
-        from studentnas.search_job import search
+#: Lazy public names (they pull in timm and the data stack): attribute -> "module:name".
+_LAZY = {
+    "search": "studentnas.engine.search:search",
+    "load_run": "studentnas.engine.rundir:load_run",
+    "Run": "studentnas.engine.rundir:Run",
+    "load_student": "studentnas.engine.export:load_student",
+    "export_student": "studentnas.engine.export:export_student",
+    "pick": "studentnas.engine.pick:pick",
+}
 
-        return search
-    if name in ("load_run", "Run"):
-        from studentnas import run
 
-        return getattr(run, name)
-    if name in ("load_student", "export_student"):
-        from studentnas import export
+def __getattr__(name: str):
+    if name not in _LAZY:
+        raise AttributeError(f"module 'studentnas' has no attribute '{name}'")
+    import importlib
 
-        return getattr(export, name)
-    if name == "pick":
-        from studentnas.picker import pick
-
-        return pick
-    raise AttributeError(f"module 'studentnas' has no attribute '{name}'")
+    module, attr = _LAZY[name].split(":")
+    return getattr(importlib.import_module(module), attr)
 
 
 __all__ = [

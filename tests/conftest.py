@@ -28,7 +28,7 @@ def run_cli(*args: str, cwd: Path | None = None, env: dict | None = None, timeou
     """Run the real ``studentnas`` CLI and return its exit status, stdout and stderr.
 
     A fresh ``python -m studentnas.cli`` process (no stdin) when ``isolated``, with ``cwd`` or ``env``, or
-    when the run starts Ray (:data:`ISOLATED`); otherwise ``studentnas.cli.main`` in this process with
+    when the run starts Ray (:data:`ISOLATED`); otherwise ``studentnas.cli.main.main`` in this process with
     stdout/stderr captured, which is the same code path minus ~5 s of interpreter and torch start-up.
     (``tests/test_puzzle_pipeline.py`` and the SIGKILL tests cover the real-process path.)
     """
@@ -41,7 +41,7 @@ def run_cli(*args: str, cwd: Path | None = None, env: dict | None = None, timeou
 
     import torch
 
-    from studentnas.cli import main
+    from studentnas.cli.main import main
 
     out, err = io.StringIO(), io.StringIO()
     threads = torch.get_num_threads()

@@ -6,7 +6,7 @@ import sys
 import pytest
 
 from studentnas import Arch, BadInputError, list_proxies, list_searchers, list_spaces
-from studentnas.registry import Registry
+from studentnas.core.registry import Registry
 
 
 def test_arch_id_is_stable_across_processes_and_gene_order() -> None:
@@ -35,7 +35,7 @@ def test_builtin_plugins_are_registered() -> None:
 
 def test_user_plugins_load_from_the_environment(tmp_path) -> None:
     plugin = tmp_path / "my_proxy.py"
-    plugin.write_text("from studentnas.registry import PROXIES\n@PROXIES.register('mine')\nclass Mine: pass\n")
+    plugin.write_text("from studentnas.core.registry import PROXIES\n@PROXIES.register('mine')\nclass Mine: pass\n")
     code = "import studentnas as sn; print('mine' in sn.list_proxies())"
     env = {"STUDENTNAS_PLUGINS": str(plugin), "PATH": ""}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)

@@ -22,8 +22,8 @@ from studentnas.bench.journal import journal_path
 from studentnas.bench.proxy_bench import bench_proxies
 from studentnas.bench.published import load_published
 from studentnas.bench.summary import cell_split
-from studentnas.cli import main
-from studentnas.errors import BadInputError
+from studentnas.cli.main import main
+from studentnas.core.errors import BadInputError
 
 REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "reference" / "nb201"
 NATS_CSV = REFERENCE / "nats_bench.csv"
@@ -320,7 +320,7 @@ def test_teacher_proxies_with_a_random_timm_teacher(tmp_path: Path) -> None:
 def test_context_refuses_proxies_it_cannot_serve_before_any_work() -> None:
     import torch
 
-    from studentnas.proxy import ProxyContext
+    from studentnas.core.proxy import ProxyContext
 
     ctx = ProxyContext(torch.zeros(2, 3, 8, 8), None, 10)
     ctx.require([studentnas.get_proxy("synflow"), studentnas.get_proxy("nwot")])

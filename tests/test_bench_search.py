@@ -9,7 +9,7 @@ import pytest
 
 from studentnas.bench import ground_truth
 from studentnas.bench.search_bench import bench_search, scores_path
-from studentnas.cli import main
+from studentnas.cli.main import main
 
 NATS_CSV = Path(__file__).resolve().parents[2] / "shared" / "reference" / "nb201" / "nats_bench.csv"
 

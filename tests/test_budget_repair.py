@@ -13,12 +13,12 @@ import pytest
 import timm
 
 from studentnas import SEARCHERS, BadInputError, get_space
-from studentnas.arch import Arch
-from studentnas.budget import Budget
-from studentnas.candidate import Candidate
-from studentnas.cost import Cost
-from studentnas.errors import SearchExhaustedError
-from studentnas.search_job import check_budget_range
+from studentnas.core.arch import Arch
+from studentnas.core.budget import Budget
+from studentnas.core.candidate import Candidate
+from studentnas.core.cost import Cost
+from studentnas.core.errors import SearchExhaustedError
+from studentnas.engine.search import check_budget_range
 from studentnas.search_spaces.resnet import ResNetSpace
 from studentnas.searchers.random import RandomSearcher
 

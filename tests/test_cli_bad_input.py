@@ -98,8 +98,8 @@ def test_budget_above_teacher_warns_and_runs(cli, tmp_path: Path) -> None:
 NAN_PLUGIN = '''
 """A user proxy: log of the mean logit. It is NaN whenever that mean is negative."""
 import torch
-from studentnas.proxy import Proxy
-from studentnas.registry import PROXIES
+from studentnas.core.proxy import Proxy
+from studentnas.core.registry import PROXIES
 
 @PROXIES.register("log_mean_logit")
 class LogMeanLogit(Proxy):

@@ -7,8 +7,8 @@ import timm
 import torch
 
 from studentnas import PROXIES, SEARCHERS, SPACES, get_space
-from studentnas.cost import Cost
-from studentnas.proxy import ProxyContext
+from studentnas.core.cost import Cost
+from studentnas.core.proxy import ProxyContext
 from studentnas.testing import check_proxy, check_proxy_order, check_searcher, check_space
 
 SMALL_INPUT = {"resnet": (3, 64, 64), "nb201": (3, 32, 32), "puzzle": (3, 32, 32)}

@@ -1,4 +1,4 @@
-"""Tests of studentnas.data and studentnas.datasets_io: readers on hand-made files, real Fashion-MNIST, tensors."""
+"""Tests of studentnas.data.images and .readers: readers on hand-made files, real Fashion-MNIST, tensors."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ import pytest
 import torch
 from PIL import Image
 
-from studentnas.data import (
+from studentnas.core.errors import BadInputError
+from studentnas.data.images import (
     ImageSet,
     TensorImageDataset,
     calibration_batch,
@@ -21,8 +22,7 @@ from studentnas.data import (
     stratified_indices,
     to_tensor,
 )
-from studentnas.datasets_io import FASHION_MNIST_CLASSES, FASHION_MNIST_DIR, read_idx
-from studentnas.errors import BadInputError
+from studentnas.data.readers import FASHION_MNIST_CLASSES, FASHION_MNIST_DIR, read_idx
 
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 

@@ -20,14 +20,14 @@ import test_ray
 from PIL import Image
 
 import studentnas as sn
-from studentnas.cli import main
-from studentnas.data import load_images
+from studentnas.cli.main import main
+from studentnas.data.images import load_images
+from studentnas.data.teachers import load_teacher
 from studentnas.distill.journal import TrialJournal
 from studentnas.distill.trainer import Batches, evaluate
 from studentnas.distill.trial import FAIL_ENV
-from studentnas.export import load_student, read_student_meta, space_from_config
-from studentnas.parallel import worker_node
-from studentnas.teacher import load_teacher
+from studentnas.engine.export import load_student, read_student_meta, space_from_config
+from studentnas.engine.parallel import worker_node
 
 cluster = test_ray.cluster  # the two-node loopback Ray fixture of the search tests
 TINY = ["--data", "fashion-mnist", "--train-images", "200", "--test-images", "100", "--batch-size", "32"]
@@ -181,9 +181,9 @@ def test_choose_students_by_top_or_ids(searched: Path) -> None:
     assert [c.id for c in choose_students(run, len(front), None)] == [c.id for c in front]
     ids = [c.id for c in run.candidates if c.ok][:2][::-1]
     assert [c.id for c in choose_students(run, None, ",".join(ids))] == ids, "in the order given"
-    with pytest.raises(sn.errors.BadInputError, match="has no candidate with id 'nope'"):
+    with pytest.raises(sn.BadInputError, match="has no candidate with id 'nope'"):
         choose_students(run, None, "nope")
-    with pytest.raises(sn.errors.BadInputError, match="not both"):
+    with pytest.raises(sn.BadInputError, match="not both"):
         choose_students(run, 1, ids)
 
 
@@ -243,11 +243,11 @@ def test_no_free_cpus_is_an_error_not_a_hang(run_dir: Path, monkeypatch) -> None
             time.sleep(0.1)
         kwargs = {"top": 1, "epochs": 1, "trials": 1, "train_images": 200, "test_images": 100, "batch_size": 32,
                   "quiet": True}
-        with pytest.raises(sn.errors.BadInputError, match="the Ray cluster has no free CPUs"):
+        with pytest.raises(sn.BadInputError, match="the Ray cluster has no free CPUs"):
             sn.distill.distill(run_dir, "fashion-mnist", **kwargs)
         monkeypatch.setattr(tune_mod, "_check_cluster", lambda need: None)  # the CPU goes after the check
         monkeypatch.setenv(tune_mod.PENDING_TIMEOUT_ENV, "3")
-        with pytest.raises(sn.errors.StudentNASError, match="no trial could start within 3 s"):
+        with pytest.raises(sn.StudentNASError, match="no trial could start within 3 s"):
             sn.distill.distill(run_dir, "fashion-mnist", resume=True, **kwargs)
         ray.cancel(holder, force=True)
     finally:

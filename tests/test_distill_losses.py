@@ -14,7 +14,8 @@ import torch.nn.functional as F
 import studentnas.distill as distill
 import studentnas.distill.connectors as connectors
 import studentnas.distill.losses as losses
-from studentnas.cli import main
+from studentnas.cli.main import main
+from studentnas.core.errors import BadInputError
 from studentnas.distill import LOSSES, DisWOTRelationLoss, DisWOTSemanticLoss
 from studentnas.distill.connectors import Connector, align_spatial, map_to_tokens, to_map, tokens_to_map
 from studentnas.distill.losses import (
@@ -30,7 +31,6 @@ from studentnas.distill.losses import (
     capture_attention,
     compose_losses,
 )
-from studentnas.errors import BadInputError
 
 SQRT2 = math.sqrt(2.0)
 

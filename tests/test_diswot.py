@@ -11,14 +11,16 @@ import timm
 import torch
 from torch import nn
 
-import studentnas.similarity as similarity
+import studentnas.scoring.similarity as similarity
 from studentnas import get_proxy, get_space
-from studentnas.errors import BadInputError
-from studentnas.proxies import _passes, _teacher_student, diswot
-from studentnas.proxies._teacher_student import TinyNet, example_context, tiny_net
+from studentnas.core.errors import BadInputError
+from studentnas.core.proxy import ProxyContext
+from studentnas.proxies import diswot
 from studentnas.proxies.diswot import semantic_distance, semantic_mode
-from studentnas.proxy import ProxyContext
-from studentnas.similarity import batch_gram, class_gram_distance, ickd_distance, relation_distance
+from studentnas.scoring import passes as _passes
+from studentnas.scoring import teacher_student as _teacher_student
+from studentnas.scoring.similarity import batch_gram, class_gram_distance, ickd_distance, relation_distance
+from studentnas.scoring.teacher_student import TinyNet, example_context, tiny_net
 
 SUITE = ("diswot", "diswot_semantic", "diswot_relation")
 

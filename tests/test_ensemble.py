@@ -11,7 +11,7 @@ import pytest
 import studentnas
 from studentnas import get_proxy
 from studentnas.bench import correlation as corr
-from studentnas.errors import BadInputError
+from studentnas.core.errors import BadInputError
 from studentnas.proxies.ensemble import Calibration, ZeroCostEnsembleProxy
 
 SHIPPED = Path(studentnas.__file__).parent / "assets" / "zc_ensemble_nb201.json"

@@ -12,12 +12,12 @@ import torch
 from torch import nn
 
 from studentnas import get_proxy, get_space
-from studentnas.errors import BadInputError
+from studentnas.core.errors import BadInputError
+from studentnas.core.proxy import ProxyContext
 from studentnas.proxies import kd_zero_cost
-from studentnas.proxies._teacher_student import example_context, tiny_net
 from studentnas.proxies.kd_zero_cost import pair_stages
-from studentnas.proxy import ProxyContext
-from studentnas.similarity import attention_distance, hinton_kd
+from studentnas.scoring.similarity import attention_distance, hinton_kd
+from studentnas.scoring.teacher_student import example_context, tiny_net
 
 BACKWARD = ("kd_snip", "kd_grad_norm", "kd_fisher")
 ALL = (*BACKWARD, "ickd", "kd_logits", "kd_sp", "kd_at")
@@ -113,7 +113,7 @@ def test_ickd_equals_diswot_semantic_for_equal_widths_and_refuses_others() -> No
     paper_form = get_proxy("diswot_semantic", always_fallback=False)
     assert get_proxy("ickd").score(student, same_width) == paper_form.score(student, same_width)
     wider = example_context(tiny_net(0))[0]
-    from studentnas.proxies._teacher_student import TinyNet
+    from studentnas.scoring.teacher_student import TinyNet
 
     with pytest.raises(ValueError, match=r"sees 16 channels and the teacher's 8"):
         get_proxy("ickd").score(TinyNet(width=8), wider)

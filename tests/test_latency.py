@@ -11,10 +11,15 @@ import pytest
 import torch
 
 import studentnas as sn
-from studentnas.cost import measure_latency_ms
-from studentnas.latency import LatencyCache, LatencyMeter, default_threads, device_signature
-from studentnas.latency_table import LatencyEstimator, Layer, chain, trace_layers
-from studentnas.space import SearchSpace
+from studentnas.core.space import SearchSpace
+from studentnas.hardware.latency import (
+    LatencyCache,
+    LatencyMeter,
+    default_threads,
+    device_signature,
+    measure_latency_ms,
+)
+from studentnas.hardware.latency_table import LatencyEstimator, Layer, chain, trace_layers, traced_layers
 
 RESNET, NB201 = sn.get_space("resnet"), sn.get_space("nb201")
 
@@ -58,7 +63,7 @@ def test_analytic_layers_equal_a_trace_of_the_built_model(space: SearchSpace, si
     rng = np.random.default_rng(3)
     for _ in range(4):
         arch = space.sample(rng)
-        traced = SearchSpace.layers(space, arch, size, classes)  # the generic default: a meta-device trace
+        traced = traced_layers(space, arch, size, classes)  # the generic default: a meta-device trace
         analytic = space.layers(arch, size, classes)
         assert Counter(la.key for la in analytic if la.kind != "add") == Counter(la.key for la in traced)
 
@@ -148,7 +153,7 @@ def test_estimate_times_missing_layers_once_and_ranks_sizes(tmp_path: Path) -> N
 def test_doctests() -> None:
     import doctest
 
-    from studentnas import breakdown, latency, latency_table
+    from studentnas.hardware import breakdown, latency, latency_table
 
     for module in (latency, latency_table, breakdown):
         result = doctest.testmod(module)
@@ -156,7 +161,7 @@ def test_doctests() -> None:
 
 
 def test_stage_costs_by_hand() -> None:
-    from studentnas.breakdown import stage_costs
+    from studentnas.hardware.breakdown import stage_costs
 
     arch = RESNET.named("resnet50")
     rows = {r["stage"]: r for r in stage_costs(RESNET.build(arch), (3, 224, 224))}

@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from studentnas.cli import main
-from studentnas.errors import BadInputError
+from studentnas.cli.main import main
+from studentnas.core.errors import BadInputError
 from studentnas.lm import GPT, CausalSelfAttention, GPTConfig, create_lm, is_lm, load_lm
 from studentnas.lm.corpus import FORTUNES_DIR, eval_windows, load_corpus, split_bytes, windows
 from studentnas.lm.train import LMTrainConfig, evaluate_lm, lr_at, train_lm

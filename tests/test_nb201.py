@@ -13,8 +13,8 @@ import pytest
 import torch
 
 from studentnas import get_space
-from studentnas.cost import count_params, counted_macs
-from studentnas.errors import BadInputError
+from studentnas.core.errors import BadInputError
+from studentnas.hardware.counting import count_params, counted_macs
 from studentnas.search_spaces.nb201 import OPS, NB201Space, _analytic_cost
 
 REF = Path(__file__).resolve().parents[2] / "shared" / "reference" / "nb201"

@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 
 import studentnas as sn
-from studentnas import objectives as obj
-from studentnas.cli import main
-from studentnas.pareto import ReferencePoint, hypervolume
+from studentnas.cli.main import main
+from studentnas.core import objectives as obj
+from studentnas.core.pareto import ReferencePoint, hypervolume
 
 TINY = dict(teacher="resnet18", space="nb201", image_size=32, budget="60MMACs", batch_size=8, seed=0, quiet=True)
 TINY_CLI = ["search", "--teacher", "resnet18", "--space", "nb201", "--image-size", "32", "--budget", "60MMACs",

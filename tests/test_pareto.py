@@ -7,8 +7,8 @@ import math
 import pytest
 
 from studentnas import Arch, Budget, Cost
-from studentnas.candidate import Candidate
-from studentnas.pareto import (
+from studentnas.core.candidate import Candidate
+from studentnas.core.pareto import (
     ReferencePoint,
     front,
     hypervolume,
@@ -87,7 +87,7 @@ def test_front_over_latency_leaves_out_unmeasured_candidates() -> None:
 def test_doctests() -> None:
     import doctest
 
-    from studentnas import objectives, pareto
+    from studentnas.core import objectives, pareto
 
     for module in (pareto, objectives):
         result = doctest.testmod(module)

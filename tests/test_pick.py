@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 
 import studentnas as sn
-from studentnas.candidate import Candidate
-from studentnas.cost import Cost
-from studentnas.picker import pick_student
-from studentnas.run import RunDir
+from studentnas.core.candidate import Candidate
+from studentnas.core.cost import Cost
+from studentnas.engine.pick import pick_student
+from studentnas.engine.rundir import RunDir
 
 # id -> (GMACs, M params, nwot, synflow); "f" failed. Front over (nwot up, MACs down): c1 c2 c3 c4.
 TABLE = {"c1": (4.0, 20, 100.0, 5.0), "c2": (2.5, 12, 90.0, 9.0), "c3": (1.8, 15, 80.0, 1.0),
@@ -80,7 +80,7 @@ def test_cli_json_and_exit_status(run_path: Path, cli) -> None:  # noqa: ANN001
 
 
 def test_cli_text_names_the_student_and_how_to_export_it(run_path: Path, capsys) -> None:  # noqa: ANN001
-    from studentnas.cli import main
+    from studentnas.cli.main import main
 
     assert main(["pick", str(run_path), "--budget", "6GFLOPs"]) == 0
     out, err = capsys.readouterr()

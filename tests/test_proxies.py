@@ -8,8 +8,8 @@ import torch
 from torch import nn
 
 from studentnas import get_proxy
-from studentnas.cost import Cost
-from studentnas.proxy import ProxyContext, signed_log
+from studentnas.core.cost import Cost
+from studentnas.core.proxy import ProxyContext, signed_log
 
 
 def two_layer() -> nn.Sequential:

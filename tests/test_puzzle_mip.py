@@ -13,8 +13,8 @@ import math
 import numpy as np
 import pytest
 
-from studentnas.budget import Budget
-from studentnas.errors import BadInputError
+from studentnas.core.budget import Budget
+from studentnas.core.errors import BadInputError
 from studentnas.puzzle.baselines import greedy, random_feasible
 from studentnas.puzzle.library import Entry, LayerInfo, Library, Replacement
 from studentnas.puzzle.mip import (

@@ -19,8 +19,8 @@ import test_ray
 import torch
 
 import studentnas  # noqa: F401
-from studentnas.cli import main
-from studentnas.errors import BadInputError
+from studentnas.cli.main import main
+from studentnas.core.errors import BadInputError
 from studentnas.puzzle.activations import ActivationStore
 from studentnas.puzzle.bld import BLDConfig, BLDJob, heldout_loss, nmse, train_replacement
 from studentnas.puzzle.decompose import family_for
@@ -93,7 +93,7 @@ def test_exported_student_reloads_with_the_same_outputs(resnet_run: Path) -> Non
 
 
 def test_global_kd_is_one_trial_of_studentnas_distill_on_the_mip_student(resnet_run: Path) -> None:
-    from studentnas.export import load_student
+    from studentnas.engine.export import load_student
 
     root = resnet_run / "puzzle"
     evaluation = json.loads((root / "solutions" / "50pctmacs.json").read_text())["evaluation"]
@@ -115,9 +115,9 @@ def test_global_kd_is_one_trial_of_studentnas_distill_on_the_mip_student(resnet_
 
 def test_every_selection_is_a_run_directory_that_distill_reads(resnet_run: Path) -> None:
     from studentnas.distill.tune import choose_students
-    from studentnas.export import space_from_config
+    from studentnas.engine.export import space_from_config
     from studentnas.puzzle.realise import realise
-    from studentnas.run import Run
+    from studentnas.engine.rundir import Run
 
     root = resnet_run / "puzzle"
     solution = json.loads((root / "solutions" / "50pctmacs.json").read_text())
@@ -195,7 +195,7 @@ def _teacher_checkpoint(tmp_path: Path, images: torch.Tensor) -> Path:
 
 
 def _toy_store(tmp_path: Path) -> tuple[TeacherSpec, object, object]:
-    from studentnas.data import load_images, to_tensor
+    from studentnas.data.images import load_images, to_tensor
 
     base = TeacherSpec("resnet18", None, "image", (3, 32, 32), num_classes=10)
     images = to_tensor(load_images("fashion-mnist", "train", limit=160).images, base.input_shape, base.mean, base.std)
@@ -289,7 +289,7 @@ def test_language_model_end_to_end(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_bld_runs_as_ray_tasks_on_a_two_node_loopback_cluster(cli, cluster, tmp_path: Path) -> None:
-    from studentnas.parallel import worker_node
+    from studentnas.engine.parallel import worker_node
 
     address, env = cluster
     out = tmp_path / "cluster"

@@ -29,7 +29,7 @@ import torch
 from timm.models.resnet import Bottleneck, ResNet
 from torch import nn
 
-from studentnas.errors import BadInputError
+from studentnas.core.errors import BadInputError
 from studentnas.puzzle.decompose import assemble
 from studentnas.puzzle.families import _resnet_blocks, _resnet_library
 from studentnas.puzzle.families import resnet as resnet_family

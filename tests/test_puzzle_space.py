@@ -12,12 +12,12 @@ import torch
 
 import studentnas  # noqa: F401
 from studentnas import get_space
-from studentnas.arch import Arch
-from studentnas.cost import count_params, counted_macs
-from studentnas.errors import BadInputError
+from studentnas.core.arch import Arch
+from studentnas.hardware.counting import count_params, counted_macs
+from studentnas.core.errors import BadInputError
 from studentnas.puzzle.library import Entry, LayerInfo, Library, Replacement
 from studentnas.puzzle.samples import TeacherSpec, teacher_spec
-from studentnas.registry import SPACES
+from studentnas.core.registry import SPACES
 
 SPEC = TeacherSpec("resnet18", None, "image", (3, 32, 32), num_classes=10)
 

@@ -11,7 +11,7 @@ import timm
 import torch
 from torch import nn
 
-from studentnas.errors import BadInputError
+from studentnas.core.errors import BadInputError
 from studentnas.lm import create_lm
 from studentnas.puzzle.decompose import FAMILIES, assemble, family_for
 from studentnas.puzzle.families import _transformer_modules, _transformer_pruning, gpt, transformer, vit

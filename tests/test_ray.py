@@ -23,8 +23,8 @@ from pathlib import Path
 
 import pytest
 
-from studentnas.errors import BadInputError
-from studentnas.parallel import CRASH_ENV, check_parallel, worker_node
+from studentnas.core.errors import BadInputError
+from studentnas.engine.parallel import CRASH_ENV, check_parallel, worker_node
 
 ARGS = ["search", "--teacher", "resnet18", "--space", "nb201", "--image-size", "32", "--budget", "100MMACs",
         "--searcher", "random", "--candidates", "6", "--batch-size", "8", "--seed", "3", "--quiet"]
@@ -179,10 +179,10 @@ def test_malformed_ray_address_names_the_accepted_forms(address: str) -> None:
 
 
 def test_doctests() -> None:
-    import studentnas.evaluate
-    import studentnas.parallel
+    import studentnas.engine.evaluate
+    import studentnas.engine.parallel
 
-    for module in (studentnas.parallel, studentnas.evaluate):
+    for module in (studentnas.engine.parallel, studentnas.engine.evaluate):
         result = doctest.testmod(module)
         assert result.failed == 0 and result.attempted > 0, module.__name__
 
@@ -193,7 +193,7 @@ def test_workers_below_one_is_bad_input() -> None:
 
 
 def test_one_local_worker_needs_no_ray() -> None:
-    code = ("import sys, studentnas.search_job; from studentnas.parallel import check_parallel; "
+    code = ("import sys, studentnas.engine.search; from studentnas.engine.parallel import check_parallel; "
             "check_parallel(1, None); check_parallel(None, None); print('ray' in sys.modules)")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "False", "the default serial path never imports Ray"

@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 
 import studentnas as sn
-from studentnas.candidate import FAILED, INFEASIBLE, Candidate
-from studentnas.cli import main
-from studentnas.report import report_data, write_report
-from studentnas.run import RunDir
+from studentnas.cli.main import main
+from studentnas.cli.report import report_data, write_report
+from studentnas.core.candidate import FAILED, INFEASIBLE, Candidate
+from studentnas.engine.rundir import RunDir
 
 # (score, GMACs, latency ms): by MACs the front is a (best score), c, e; by latency it is a, b, e.
 POINTS = {"a": (9.0, 4.0, 40.0), "b": (8.0, 4.5, 10.0), "c": (7.0, 1.0, 30.0), "d": (6.0, 2.0, 35.0),

@@ -7,7 +7,7 @@ import pytest
 import timm
 
 from studentnas import get_space
-from studentnas.cost import count_params, counted_macs
+from studentnas.hardware.counting import count_params, counted_macs
 from studentnas.search_spaces.resnet import ResNetSpace
 
 # Published parameter counts (torchvision/timm) and GMACs at 224x224 (the papers' "GFLOPs": 1.8/3.6/4.1/7.8).

@@ -9,9 +9,10 @@ import pytest
 import torch
 
 import studentnas as sn
-from studentnas.cost import counted_macs
-from studentnas.evaluate import build_student
-from studentnas.export import space_from_config
+from studentnas.core.proxy import ProxyContext
+from studentnas.engine.evaluate import build_student
+from studentnas.engine.export import space_from_config
+from studentnas.hardware.counting import counted_macs
 
 
 @pytest.fixture(scope="module")
@@ -71,12 +72,12 @@ def test_exported_student_reproduces_its_score(run: sn.Run, tmp_path: Path) -> N
     # The exported weights are the scored weights: rescoring with the run's batch gives the same nwot.
     best = run.pareto[0]
     path = sn.export_student(run.path, tmp_path / "b.safetensors", arch_id=best.id)
-    from studentnas import data
+    from studentnas.data import images as data
 
     images = data.load_images(None, split="train", limit=8, seed=1)  # exactly what search() loads
     batch, labels = data.calibration_batch(images, 8, (3, 32, 32), (0.485, 0.456, 0.406), (0.229, 0.224, 0.225), 1)
     cl = torch.channels_last  # the evaluator scores in channels_last; so do we, for bit-identical numbers
-    ctx = sn.proxy.ProxyContext(batch.contiguous(memory_format=cl), labels, 1000)
+    ctx = ProxyContext(batch.contiguous(memory_format=cl), labels, 1000)
     student = sn.load_student(path).to(memory_format=cl)
     assert sn.get_proxy("nwot").score(student, ctx) == best.scores["nwot"]
 

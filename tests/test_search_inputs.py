@@ -9,8 +9,8 @@ import pytest
 from test_data import write_cifar10, write_cifar100, write_png
 
 import studentnas as sn
-from studentnas.cost import estimate_peak_memory_mb
-from studentnas.evaluate import build_student
+from studentnas.engine.evaluate import build_student
+from studentnas.hardware.memory import estimate_peak_memory_mb
 
 TINY = dict(teacher="resnet18", budget="30MMACs", candidates=2, image_size=32, quiet=True)
 

@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 
 from studentnas import SEARCHERS, BadInputError, get_space
-from studentnas.arch import Arch
-from studentnas.candidate import Candidate
-from studentnas.cost import Cost
-from studentnas.pareto import hypervolume, reference_point
+from studentnas.core.arch import Arch
+from studentnas.core.candidate import Candidate
+from studentnas.core.cost import Cost
+from studentnas.core.pareto import hypervolume, reference_point
 from studentnas.searchers.evolution import RegularizedEvolution
 from studentnas.searchers.nsga2 import NSGA2Searcher
 from studentnas.searchers.optuna_search import JOURNAL_FILE, OptunaTPESearcher
@@ -50,7 +50,7 @@ def test_bad_parameters_are_rejected() -> None:
 
 
 def test_search_exhaustion_is_reported() -> None:
-    from studentnas.errors import SearchExhaustedError
+    from studentnas.core.errors import SearchExhaustedError
     from studentnas.searchers.random import RandomSearcher
 
     space = get_space("nb201")

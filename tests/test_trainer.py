@@ -20,7 +20,9 @@ import studentnas.distill.search_space as search_space_mod
 import studentnas.distill.trainer as trainer_mod
 import studentnas.distill.tune as tune_mod
 from studentnas import get_space
-from studentnas.data import load_images
+from studentnas.core.errors import BadInputError
+from studentnas.data.images import load_images
+from studentnas.data.teachers import load_teacher
 from studentnas.distill.search_space import SearchSpace
 from studentnas.distill.trainer import (
     Batches,
@@ -31,8 +33,6 @@ from studentnas.distill.trainer import (
     loss_specs,
     train,
 )
-from studentnas.errors import BadInputError
-from studentnas.teacher import load_teacher
 
 SIZE = (3, 16, 16)
 MEAN, STD = (0.5, 0.5, 0.5), (0.25, 0.25, 0.25)

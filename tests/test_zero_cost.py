@@ -13,9 +13,11 @@ import torch
 from torch import nn
 
 from studentnas import get_proxy, get_space
-from studentnas.errors import BadInputError
-from studentnas.proxies import _passes, _solo_passes, zero_cost, zero_cost_activation, zero_cost_recent
-from studentnas.proxy import ProxyContext
+from studentnas.core.errors import BadInputError
+from studentnas.core.proxy import ProxyContext
+from studentnas.proxies import zero_cost, zero_cost_activation, zero_cost_recent
+from studentnas.scoring import passes as _passes
+from studentnas.scoring import solo_passes as _solo_passes
 
 K = 1e-5  # the eigenvalue shift of jacov and epe_nas
 SUITE = ("synflow", "snip", "grasp", "fisher", "grad_norm", "plain", "l2_norm", "jacov", "nwot", "epe_nas",

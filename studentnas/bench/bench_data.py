@@ -1,6 +1,6 @@
 """The calibration batch of a proxy benchmark: which images, at what size, normalised how.
 
-``--data`` takes every spec of :mod:`studentnas.data` (``fashion-mnist`` is the default) plus
+``--data`` takes every spec of :mod:`studentnas.data.images` (``fashion-mnist`` is the default) plus
 ``foolbox-cifar10[:WHEEL]`` and ``foolbox-cifar100[:WHEEL]`` (:mod:`studentnas.bench.foolbox_data`).
 Images are resized to the NB201 input of the dataset (32x32, or 16x16 for ImageNet16-120), expanded
 to 3 channels and normalised with the statistics of the data they come from (:data:`NORMALISATION`).
@@ -21,9 +21,9 @@ from typing import Any
 
 import torch
 
-from studentnas import data as data_mod
 from studentnas.bench.foolbox_data import load_foolbox
-from studentnas.errors import BadInputError
+from studentnas.core.errors import BadInputError
+from studentnas.data import images as data_mod
 
 DEFAULT_DATA = "fashion-mnist"
 # (mean, std) per source; single values are used for every channel.

@@ -27,7 +27,7 @@ from collections.abc import Mapping
 import numpy as np
 from scipy import stats
 
-from studentnas.errors import BadInputError
+from studentnas.core.errors import BadInputError
 
 TOP_FRACTION = 0.1
 

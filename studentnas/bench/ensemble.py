@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from studentnas.bench.correlation import combine_ranks, spearman
-from studentnas.errors import BadInputError
+from studentnas.core.errors import BadInputError
 
 WEIGHT_GRID = (0.0, 0.25, 0.5, 1.0, 2.0, 4.0)
 MAX_ROUNDS = 4

@@ -37,8 +37,8 @@ from typing import IO
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from studentnas.data import ImageSet
-from studentnas.errors import BadInputError
+from studentnas.core.errors import BadInputError
+from studentnas.data.images import ImageSet
 
 FOOLBOX_VERSION = "3.3.4"
 WHEEL_NAME = f"foolbox-{FOOLBOX_VERSION}-py3-none-any.whl"

@@ -33,8 +33,8 @@ import types
 from importlib import metadata
 from pathlib import Path
 
-from studentnas.errors import BadInputError
-from studentnas.registry import SPACES
+from studentnas.core.errors import BadInputError
+from studentnas.core.registry import SPACES
 
 DATASETS = ("cifar10", "cifar100", "ImageNet16-120")
 NUM_CLASSES = {"cifar10": 10, "cifar100": 100, "ImageNet16-120": 120}

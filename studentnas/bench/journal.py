@@ -28,7 +28,7 @@ import sys
 from pathlib import Path
 from typing import IO, Any
 
-from studentnas.errors import BadInputError
+from studentnas.core.errors import BadInputError
 
 JOURNAL_KIND = "studentnas bench proxies"
 

@@ -10,7 +10,7 @@ Two modes:
   ``samples``), and per proxy the Spearman correlation between our scores and the published ones.
 
 Per cell, the student is built once (seeded by run seed and arch id, channels-last, as in
-:mod:`studentnas.evaluate`) and every proxy scores it through ONE candidate view, so proxies that
+:mod:`studentnas.engine.evaluate`) and every proxy scores it through ONE candidate view, so proxies that
 share a pass compute it once. Each proxy's ``score`` call is timed; the first proxy that needs a
 shared pass pays for it, so ``seconds["total"]`` (build + every proxy) is the fair cost of the suite.
 ``params`` and ``macs`` are always scored, as the baselines. Proxies are timed in the given order.
@@ -54,11 +54,11 @@ from studentnas.bench.journal import Journal, journal_path, json_safe
 from studentnas.bench.proxy_suite import proxy_fingerprint, resolve_proxies, score_cell, teacher_proxies
 from studentnas.bench.published import load_published, published_name
 from studentnas.bench.summary import cell_split, compare_summary, split_summaries
-from studentnas.errors import BadInputError
-from studentnas.progress import Progress
-from studentnas.proxy import Proxy, ProxyContext
-from studentnas.registry import SPACES
-from studentnas.teacher import check_teacher_name, load_teacher
+from studentnas.core.console import Progress
+from studentnas.core.errors import BadInputError
+from studentnas.core.proxy import Proxy, ProxyContext
+from studentnas.core.registry import SPACES
+from studentnas.data.teachers import check_teacher_name, load_teacher
 
 DEFAULT_SAMPLES = 1000
 DEFAULT_BATCH_SIZE = 64

@@ -22,10 +22,10 @@ from typing import Any
 
 import torch
 
-from studentnas.errors import BadInputError
-from studentnas.evaluate import build_student
-from studentnas.proxy import Proxy, ProxyContext
-from studentnas.registry import PROXIES
+from studentnas.core.errors import BadInputError
+from studentnas.core.proxy import Proxy, ProxyContext
+from studentnas.core.registry import PROXIES
+from studentnas.engine.evaluate import build_student
 
 BASELINES = ("params", "macs")
 _PROXY_ERRORS = (RuntimeError, ValueError, ArithmeticError, torch.linalg.LinAlgError)

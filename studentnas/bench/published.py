@@ -27,8 +27,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from studentnas.bench.ground_truth import DATASETS, check_dataset
-from studentnas.errors import BadInputError
-from studentnas.registry import SPACES
+from studentnas.core.errors import BadInputError
+from studentnas.core.registry import SPACES
 
 NASLIB_PROXIES = ("flops", "params", "synflow", "grasp", "fisher", "grad_norm", "l2_norm", "plain", "nwot",
                   "epe_nas", "jacov", "snip")

@@ -41,13 +41,13 @@ from studentnas.bench import ground_truth as gt
 from studentnas.bench.bench_data import DEFAULT_DATA, load_bench_batch
 from studentnas.bench.journal import Journal, json_safe
 from studentnas.bench.proxy_suite import proxy_fingerprint, resolve_proxies
-from studentnas.budget import Budget
-from studentnas.candidate import Candidate
-from studentnas.errors import BadInputError, SearchExhaustedError
-from studentnas.evaluate import LocalEvaluator
-from studentnas.progress import Progress
-from studentnas.proxy import ProxyContext
-from studentnas.registry import SEARCHERS, SPACES
+from studentnas.core.budget import Budget
+from studentnas.core.candidate import Candidate
+from studentnas.core.console import Progress
+from studentnas.core.errors import BadInputError, SearchExhaustedError
+from studentnas.core.proxy import ProxyContext
+from studentnas.core.registry import SEARCHERS, SPACES
+from studentnas.engine.evaluate import LocalEvaluator
 
 BASELINE = "random"
 DEFAULT_EVALS = 100

@@ -1,4 +1,4 @@
-"""The data side of training: an :class:`~studentnas.data.ImageSet` served as seeded, normalised (and
+"""The data side of training: an :class:`~studentnas.data.images.ImageSet` served as seeded, normalised (and
 optionally augmented) :class:`Batches`, and the stratified :func:`holdout_split` that ranks trials.
 """
 
@@ -11,8 +11,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from studentnas.data import ImageSet, stratified_indices, to_tensor
-from studentnas.errors import BadInputError
+from studentnas.core.errors import BadInputError
+from studentnas.data.images import ImageSet, stratified_indices, to_tensor
 
 
 def _seed_of(*parts: object) -> int:
@@ -23,14 +23,14 @@ def _seed_of(*parts: object) -> int:
 class Batches:
     """An :class:`ImageSet` served as normalised batches in the model's input format.
 
-    Each batch is converted on the fly (:func:`studentnas.data.to_tensor`: channels, resize, mean/std).
+    Each batch is converted on the fly (:func:`studentnas.data.images.to_tensor`: channels, resize, mean/std).
     With ``shuffle`` the order of epoch ``e`` is a permutation drawn from (seed, e); with ``augment``
     each image is randomly cropped from a copy padded by H/8 (zeros after normalisation, the mean
     colour) and flipped left-right with probability 1/2, drawn from the same generator. With
     ``drop_last`` an incomplete last batch is dropped when there is at least one full batch.
 
     Example:
-        >>> from studentnas.data import load_images
+        >>> from studentnas.data.images import load_images
         >>> b = Batches(load_images(None, limit=30), (1, 8, 8), (0.5,), (0.5,), batch_size=16, shuffle=True)
         >>> [(tuple(x.shape), len(i)) for i, x, y in b.epoch(0)]
         [((16, 1, 8, 8), 16), ((14, 1, 8, 8), 14)]
@@ -79,7 +79,7 @@ def holdout_split(data: ImageSet, fraction: float, seed: int) -> tuple[ImageSet,
     seeded, are held out (at least one when ``fraction > 0``); ``fraction = 0`` holds out nothing.
 
     Example:
-        >>> from studentnas.data import load_images
+        >>> from studentnas.data.images import load_images
         >>> train_part, val_part = holdout_split(load_images(None, limit=100), 0.2, seed=0)
         >>> len(train_part), len(val_part), np.bincount(val_part.labels).tolist()
         (80, 20, [2, 2, 2, 2, 2, 2, 2, 2, 2, 2])

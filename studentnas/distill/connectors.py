@@ -40,7 +40,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from studentnas.errors import BadInputError
+from studentnas.core.errors import BadInputError
 
 __all__ = ["Connector", "align_spatial", "guess_prefix_tokens", "map_to_tokens", "to_map", "tokens_to_map"]
 

@@ -23,7 +23,7 @@ def evaluate(model: nn.Module, batches: Batches) -> dict[str, float]:
     Top-5 is top-min(5, classes). The model's train/eval mode is restored afterwards.
 
     Example:
-        >>> from studentnas.data import load_images
+        >>> from studentnas.data.images import load_images
         >>> class Ranked(nn.Module):   # always ranks class 0 first, then 1, 2, ...
         ...     def forward(self, x): return torch.arange(10.0, 0.0, -1.0).expand(len(x), 10)
         >>> b = Batches(load_images(None, limit=10), (1, 4, 4), (0.5,), (0.5,), 5)   # one image per class

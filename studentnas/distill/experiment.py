@@ -11,13 +11,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from studentnas.core.errors import StudentNASError
 from studentnas.distill.batches import _seed_of
 from studentnas.distill.journal import TrialJournal
 from studentnas.distill.journal_callback import _journal_callback
 from studentnas.distill.prepare import JOURNAL, _Prepared
 from studentnas.distill.search_space import SearchSpace
 from studentnas.distill.trial import METRIC, TrialJob, run_trial
-from studentnas.errors import StudentNASError
 
 PENDING_TIMEOUT_ENV = "STUDENTNAS_DISTILL_PENDING_TIMEOUT"
 DEFAULT_PENDING_TIMEOUT_S = 300.0

@@ -9,7 +9,7 @@ from typing import Any
 
 import torch
 
-from studentnas.candidate import Candidate
+from studentnas.core.candidate import Candidate
 from studentnas.distill.batches import Batches
 from studentnas.distill.evaluation import evaluate
 from studentnas.distill.journal import TrialJournal, best_row
@@ -19,7 +19,7 @@ from studentnas.distill.trial import TrialJob
 
 
 def _student_cost(space: Any, cand: Candidate, input_size: tuple[int, int, int], num_classes: int) -> dict[str, Any]:
-    from studentnas.latency import LatencyMeter
+    from studentnas.hardware.latency import LatencyMeter
 
     cost = space.cost(cand.arch, input_size, num_classes)
     latency = LatencyMeter().measure(space, cand.arch, input_size, num_classes)
@@ -29,7 +29,7 @@ def _student_cost(space: Any, cand: Candidate, input_size: tuple[int, int, int],
 def _finalize(prep: _Prepared, cand: Candidate, mode: str, job: TrialJob, trials: int,
               cost: dict[str, Any]) -> dict[str, Any] | None:
     """Evaluate the best trial on the test split and export it; the student's entry in results.json."""
-    from studentnas.export import write_student
+    from studentnas.engine.export import write_student
 
     rows = TrialJournal(prep.folder / JOURNAL).rows(cand.id, mode)
     best = best_row(rows, job.epochs)

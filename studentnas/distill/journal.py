@@ -26,7 +26,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from studentnas.errors import BadInputError
+from studentnas.core.errors import BadInputError
 
 
 class TrialJournal:

@@ -12,9 +12,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from studentnas.core.errors import StudentNASError
 from studentnas.distill.journal import TrialJournal
 from studentnas.distill.trial import TrialJob
-from studentnas.errors import StudentNASError
 
 
 def _journal_callback(journal: TrialJournal, job: TrialJob, experiment: str, folder: Path, params: list[str],

@@ -10,8 +10,8 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from studentnas.core.errors import BadInputError
 from studentnas.distill.train_config import TrainConfig, loss_kinds, loss_specs
-from studentnas.errors import BadInputError
 
 
 def _stage_hooks(model: nn.Module) -> list[str]:

@@ -13,14 +13,14 @@ from typing import Any
 
 import torch
 
-from studentnas import data as data_mod
-from studentnas.candidate import Candidate
-from studentnas.data import ImageSet
+from studentnas.core.candidate import Candidate
+from studentnas.core.errors import BadInputError
+from studentnas.data import images as data_mod
+from studentnas.data.images import ImageSet
+from studentnas.data.teachers import Teacher, load_teacher
 from studentnas.distill.batches import holdout_split
 from studentnas.distill.search_space import SearchSpace
-from studentnas.errors import BadInputError
-from studentnas.run import Run, config_differences
-from studentnas.teacher import Teacher, load_teacher
+from studentnas.engine.rundir import Run, config_differences
 
 DISTILL_DIR, SETTINGS, JOURNAL, RESULTS = "distill", "distill.json", "trials.jsonl", "results.json"
 IDENTITY = ("students", "baseline", "data", "train_images", "test_images", "val_fraction", "epochs", "batch_size",

@@ -14,7 +14,7 @@ import math
 import os
 from collections.abc import Sequence
 
-from studentnas.errors import BadInputError
+from studentnas.core.errors import BadInputError
 
 RESOURCE_KEYS = {"cpu": "CPU", "gpu": "GPU"}
 
@@ -71,11 +71,11 @@ def check_resources(need: dict[str, float], nodes: Sequence[dict[str, float]], a
     >>> check_resources({"cpu": 2}, [{"CPU": 1}, {"CPU": 1}], {"CPU": 2})
     Traceback (most recent call last):
     ...
-    studentnas.errors.BadInputError: --resources-per-trial cpu=2: no node of the Ray cluster has 2 CPUs (the largest has 1, 2 in all; a trial runs on one node); ask for cpu=1 or fewer, or add a bigger node
+    studentnas.core.errors.BadInputError: --resources-per-trial cpu=2: no node of the Ray cluster has 2 CPUs (the largest has 1, 2 in all; a trial runs on one node); ask for cpu=1 or fewer, or add a bigger node
     >>> check_resources({"cpu": 1}, [{"CPU": 4}], {"CPU": 0})
     Traceback (most recent call last):
     ...
-    studentnas.errors.BadInputError: --resources-per-trial cpu=1: the Ray cluster has no free CPUs (0 of 4 free; other jobs hold the rest); wait for them or stop them, or lower --resources-per-trial
+    studentnas.core.errors.BadInputError: --resources-per-trial cpu=1: the Ray cluster has no free CPUs (0 of 4 free; other jobs hold the rest); wait for them or stop them, or lower --resources-per-trial
     """  # noqa: E501
     for key, ray_key in RESOURCE_KEYS.items():
         amount = need.get(key, 0.0)
@@ -104,7 +104,7 @@ def _connect(address: str | None, cpus: int | None) -> bool:
     """
     import ray
 
-    from studentnas.parallel import init_ray
+    from studentnas.engine.parallel import init_ray
 
     if ray.is_initialized():
         return False

@@ -34,7 +34,7 @@ Example:
     >>> SearchSpace.parse({"learning_rate": [0.1, 1]})
     Traceback (most recent call last):
     ...
-    studentnas.errors.BadInputError: search space: unknown key 'learning_rate' (did you mean 'lr'?); valid keys: ce_weight, label_smoothing, loss, loss_weights, lr, momentum, temperature, weight_decay
+    studentnas.core.errors.BadInputError: search space: unknown key 'learning_rate' (did you mean 'lr'?); valid keys: ce_weight, label_smoothing, loss, loss_weights, lr, momentum, temperature, weight_decay
 """  # noqa: E501
 
 from __future__ import annotations
@@ -47,8 +47,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from studentnas.core.errors import BadInputError
 from studentnas.distill.train_config import TrainConfig, available_losses, loss_parameters
-from studentnas.errors import BadInputError
 
 MODES = ("kd", "ce")
 TEMPERATURE = "T"  # the losses' name for the temperature parameter  # distillation, and the cross-entropy-only baseline

@@ -13,9 +13,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from studentnas.atomic import write_atomic
+from studentnas.core.errors import BadInputError
 from studentnas.distill.batches import Batches
-from studentnas.errors import BadInputError
+from studentnas.runfiles.atomic import write_atomic
 
 CACHE_FORMAT = 1
 
@@ -58,7 +58,7 @@ def cached_teacher_logits(teacher: nn.Module, batches: Batches, cache_dir: str |
 
     Example:
         >>> import tempfile
-        >>> from studentnas.data import load_images
+        >>> from studentnas.data.images import load_images
         >>> d = tempfile.mkdtemp()
         >>> b = Batches(load_images(None, limit=8), (3, 8, 8), (0.5,), (0.5,), 4)
         >>> t = nn.Sequential(nn.Flatten(), nn.Linear(192, 10))

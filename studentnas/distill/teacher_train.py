@@ -6,7 +6,7 @@ the teacher is trained with :func:`studentnas.distill.trainer.train` (cross-entr
 random crop + flip unless ``augment=False``) and evaluated on the test split. The output is
 
 * ``OUT.safetensors``: the state dict, loadable by ``--teacher-checkpoint`` everywhere (the head's
-  class count and the input channels are read from the weights by :func:`studentnas.teacher.load_teacher`);
+  class count and the input channels are read from the weights by :func:`studentnas.data.teachers.load_teacher`);
   the same JSON as the sidecar is in its metadata under ``studentnas_teacher``;
 * ``OUT.json``: model, classes, image size, data, epochs, test top-1/top-5, per-epoch history.
 
@@ -31,14 +31,14 @@ from typing import Any
 
 import torch
 
-from studentnas import data as data_mod
+from studentnas.core.errors import BadInputError
+from studentnas.data import images as data_mod
+from studentnas.data.teachers import check_teacher_name, load_teacher
 from studentnas.distill.batches import Batches, holdout_split
 from studentnas.distill.evaluation import evaluate
 from studentnas.distill.train_config import TrainConfig
 from studentnas.distill.trainer import train
-from studentnas.errors import BadInputError
-from studentnas.export import write_student
-from studentnas.teacher import check_teacher_name, load_teacher
+from studentnas.engine.export import write_student
 
 META_KEY = "studentnas_teacher"
 
@@ -71,7 +71,7 @@ def train_teacher(model: str, data: str, epochs: int, out: str | Path, *, image_
 
     Args:
         model: timm model name (``studentnas list teachers``).
-        data: a :mod:`studentnas.data` spec with train and test splits (fashion-mnist, cifar10:PATH,
+        data: a :mod:`studentnas.data.images` spec with train and test splits (fashion-mnist, cifar10:PATH,
             an ImageFolder with train/ and val|test/).
         image_size: training resolution (default: the model's own); record it for ``--image-size``.
         train_images, test_images: use at most this many images of each split (stratified, seeded).

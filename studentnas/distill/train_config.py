@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from studentnas.errors import BadInputError
+from studentnas.core.errors import BadInputError
 
 
 @dataclass(frozen=True)
@@ -31,7 +31,7 @@ class TrainConfig:
         >>> TrainConfig(epochs=0)
         Traceback (most recent call last):
         ...
-        studentnas.errors.BadInputError: epochs 0: must be a whole number >= 1; e.g. --epochs 10
+        studentnas.core.errors.BadInputError: epochs 0: must be a whole number >= 1; e.g. --epochs 10
     """
 
     epochs: int = 10

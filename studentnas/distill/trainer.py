@@ -17,7 +17,7 @@ thread count).
 
 Example:
     >>> from studentnas import get_space
-    >>> from studentnas.data import load_images
+    >>> from studentnas.data.images import load_images
     >>> data = load_images(None, limit=40)
     >>> batches = Batches(data, (3, 16, 16), (0.5,), (0.5,), batch_size=20)
     >>> student = get_space("nb201").build(get_space("nb201").smallest(), num_classes=10)
@@ -38,14 +38,14 @@ from typing import Any
 import torch
 from torch import nn
 
-from studentnas.atomic import write_atomic
-from studentnas.data import to_tensor
+from studentnas.core.errors import BadInputError
+from studentnas.data.images import to_tensor
 from studentnas.distill.batches import Batches, _seed_of, holdout_split
 from studentnas.distill.evaluation import _topk_correct, evaluate
 from studentnas.distill.objective import build_objective, model_outputs
 from studentnas.distill.teacher_cache import cached_teacher_logits
 from studentnas.distill.train_config import TrainConfig, available_losses, loss_kinds, loss_parameters, loss_specs
-from studentnas.errors import BadInputError
+from studentnas.runfiles.atomic import write_atomic
 
 CHECKPOINT = "trainer.pt"
 

@@ -26,8 +26,8 @@ from typing import Any
 
 import torch
 
-from studentnas.candidate import ray_worker_name
-from studentnas.data import ImageSet
+from studentnas.core.candidate import ray_worker_name
+from studentnas.data.images import ImageSet
 from studentnas.distill.batches import Batches
 from studentnas.distill.search_space import SearchSpace
 from studentnas.distill.trainer import CHECKPOINT, train
@@ -64,9 +64,9 @@ class TrialJob:
                                               seed=self.seed, augment=self.augment)
 
     def build_student(self) -> torch.nn.Module:
-        from studentnas.arch import Arch
-        from studentnas.evaluate import build_student
-        from studentnas.export import space_from_config
+        from studentnas.core.arch import Arch
+        from studentnas.engine.evaluate import build_student
+        from studentnas.engine.export import space_from_config
 
         return build_student(space_from_config(self.space_config), Arch.from_dict(self.arch), self.seed,
                              self.num_classes, self.input_size[0])

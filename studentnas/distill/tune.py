@@ -17,7 +17,7 @@ running when the driver died starts again from scratch. This works whatever Ray 
 and whether or not ``Tuner.restore`` brings the searcher back.
 
 When a student's trials are all finished, the best one (highest validation top-1 among those that ran
-every epoch) is evaluated on the test split and exported with ``studentnas.export.write_student`` to
+every epoch) is evaluated on the test split and exported with ``studentnas.engine.export.write_student`` to
 ``RUN/students/<id>.safetensors`` (baseline: ``<id>-ce.safetensors``) with a JSON sidecar: test
 accuracy, params, MACs, measured batch-1 latency, the best configuration. ``RUN/distill/results.json``
 collects every student, the teacher's test accuracy and the KD gain over the baseline.
@@ -47,8 +47,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from studentnas import data as data_mod
-from studentnas.candidate import Candidate
+from studentnas.core.candidate import Candidate
+from studentnas.core.errors import BadInputError
+from studentnas.data import images as data_mod
 from studentnas.distill.batches import Batches
 from studentnas.distill.evaluation import evaluate
 from studentnas.distill.experiment import PENDING_TIMEOUT_ENV, SCHEDULERS, _run_experiment
@@ -58,8 +59,8 @@ from studentnas.distill.resources import _check_cluster, _connect, check_resourc
 from studentnas.distill.search_space import MODES, SearchSpace
 from studentnas.distill.teacher_cache import cached_teacher_logits
 from studentnas.distill.trial import FAIL_ENV, TrialJob
-from studentnas.errors import BadInputError
-from studentnas.run import Run, write_json_atomic
+from studentnas.engine.rundir import Run
+from studentnas.runfiles.atomic import write_json_atomic
 
 # Re-exported from their homes (prepare, resources, experiment) so that these paths keep working.
 __all__ = ["PENDING_TIMEOUT_ENV", "SCHEDULERS", "DistillResult", "check_resources", "choose_students", "distill",
@@ -74,7 +75,7 @@ def _validate(run: str | Path, data: str | None, top: int | None, ids: Sequence[
               trials: int, search_space: str | Path | None, scheduler: str, ray_address: str | None,
               resources_per_trial: str | dict | None, batch_size: int, val_fraction: float,
               max_failures: int) -> tuple[Run, list[Candidate], SearchSpace, dict[str, float]]:
-    from studentnas.parallel import check_parallel
+    from studentnas.engine.parallel import check_parallel
 
     the_run = Run(run)
     students = choose_students(the_run, top, ids)
@@ -149,7 +150,7 @@ def distill(run: str | Path, data: str | None, *, top: int | None = None, ids: S
             say(f"teacher logits for {len(prep.train)} training images: {'read from' if hit else 'written to'} "
                 f"the cache in {time.perf_counter() - t0:.1f} s")
         results = _results_skeleton(prep, modes, trials, scheduler)
-        from studentnas.export import space_from_config
+        from studentnas.engine.export import space_from_config
 
         the_space = space_from_config(the_run.config["space"])
         for cand in students:

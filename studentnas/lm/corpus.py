@@ -35,8 +35,8 @@ from pathlib import Path
 
 import torch
 
-from studentnas.errors import BadInputError
-from studentnas.registry import Registry
+from studentnas.core.errors import BadInputError
+from studentnas.core.registry import Registry
 
 FORTUNES_DIR = Path("/usr/share/games/fortunes")
 FORTUNES_FIX = "install Debian's package (apt-get install fortunes) or pass fortunes:DIR"

@@ -29,8 +29,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from studentnas.errors import BadInputError
-from studentnas.registry import Registry, suggest
+from studentnas.core.errors import BadInputError
+from studentnas.core.registry import Registry, suggest
 
 #: Key of the model config (JSON) in the metadata of a ``.safetensors`` LM checkpoint.
 META_KEY = "studentnas_lm"
@@ -245,7 +245,7 @@ def load_lm(name: str, checkpoint: str | Path | None = None) -> GPT:
     as is; for other files the preset's sizes must match the weights. Without a checkpoint the model is
     randomly initialised.
     """
-    from studentnas.teacher import read_state_dict
+    from studentnas.data.teachers import read_state_dict
 
     config = lm_config(name)
     if checkpoint is None:

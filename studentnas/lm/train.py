@@ -41,11 +41,11 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from studentnas.atomic import write_atomic
-from studentnas.errors import BadInputError
+from studentnas.core.console import Progress
+from studentnas.core.errors import BadInputError
 from studentnas.lm.corpus import Corpus, eval_windows, load_corpus, windows
 from studentnas.lm.model import GPT, LMS, META_KEY, lm_config, load_lm
-from studentnas.progress import Progress
+from studentnas.runfiles.atomic import write_atomic
 
 CHECKPOINT = "lm.pt"
 
@@ -277,7 +277,7 @@ def train_lm(out: str | Path, *, model: str = "gpt_tiny", data: str = "fortunes"
         "train_cpu_seconds": cpu_seconds, "tokens_per_cpu_s": trained_tokens / cpu_seconds if cpu_seconds else 0.0,
         "resumed_from_step": resumed_from, "threads": torch.get_num_threads(), "versions": _versions(),
     }
-    from studentnas.export import write_student
+    from studentnas.engine.export import write_student
 
     net.eval()
     write_student(out, net, meta, key=META_KEY)

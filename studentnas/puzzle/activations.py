@@ -32,9 +32,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from studentnas.progress import Progress
+from studentnas.core.console import Progress
 from studentnas.puzzle.decompose import Decomposed
-from studentnas.run import write_json_atomic
+from studentnas.runfiles.atomic import write_json_atomic
 
 
 class ActivationStore:

@@ -24,7 +24,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from studentnas.errors import BadInputError
+from studentnas.core.errors import BadInputError
 from studentnas.puzzle.library import Library
 from studentnas.puzzle.mip_model import solve
 from studentnas.puzzle.mip_table import EntryTable, MipSolution, _check_limits

@@ -41,15 +41,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from studentnas.atomic import write_atomic
-from studentnas.candidate import ray_worker_name
-from studentnas.errors import BadInputError
+from studentnas.core.candidate import ray_worker_name
+from studentnas.core.errors import BadInputError
+from studentnas.core.registry import Registry
 from studentnas.puzzle.activations import ActivationStore
 from studentnas.puzzle.decompose import Decomposed, Family, family_for
 from studentnas.puzzle.library import Replacement
 from studentnas.puzzle.samples import TeacherSpec
-from studentnas.registry import Registry
-from studentnas.run import write_json_atomic
+from studentnas.runfiles.atomic import write_atomic, write_json_atomic
 
 BLD_LOSSES: Registry = Registry("BLD loss")
 EPS = 1e-6
@@ -295,7 +294,7 @@ def run_bld(jobs: Sequence[BLDJob], *, workers: int = 1, ray_address: str | None
         return [r for r in results if r is not None]
     import ray
 
-    from studentnas.parallel import init_ray
+    from studentnas.engine.parallel import init_ray
 
     owns = not ray.is_initialized()
     if owns:

@@ -30,8 +30,9 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
-from studentnas.cost import count_params, peak_activation_bytes
-from studentnas.progress import Progress
+from studentnas.core.console import Progress
+from studentnas.hardware.counting import count_params
+from studentnas.hardware.memory import peak_activation_bytes
 from studentnas.puzzle.library import Entry, Library
 
 if TYPE_CHECKING:

@@ -30,9 +30,9 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from studentnas.errors import BadInputError
+from studentnas.core.errors import BadInputError
+from studentnas.core.registry import Registry
 from studentnas.puzzle.library import LayerInfo, Replacement
-from studentnas.registry import Registry
 
 #: Chosen modules by the first layer of their span: ``{start: (end, module)}``.
 Overrides = Mapping[int, tuple[int, nn.Module]]

@@ -1,7 +1,7 @@
 """Puzzle students as a run directory for ``studentnas distill``, and the global KD that goes through it.
 
 For every budget that an image-teacher run realises, ``OUT/puzzle/candidates/<budget>/`` is a run
-directory like a search's (``run.json``, ``candidates.jsonl``, ``pareto.json``; :mod:`studentnas.run`).
+directory like a search's (``run.json``, ``candidates.jsonl``, ``pareto.json``; :mod:`studentnas.engine.rundir`).
 Its candidates are the budget's MIP, greedy and random selections, as archs of the ``puzzle`` space
 (``search_spaces/puzzle.py``), which builds them with their BLD weights. Their scores are the
 qualities measured before global KD: ``puzzle_neg_kl`` (minus the KL to the teacher on the test
@@ -25,10 +25,10 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from studentnas.atomic import write_atomic
-from studentnas.candidate import Candidate
-from studentnas.pareto import front
-from studentnas.run import JOURNAL, RUN_JSON, RunDir, write_json_atomic
+from studentnas.core.candidate import Candidate
+from studentnas.core.pareto import front
+from studentnas.engine.rundir import JOURNAL, RUN_JSON, RunDir
+from studentnas.runfiles.atomic import write_atomic, write_json_atomic
 
 SCORE, TOP1 = "puzzle_neg_kl", "puzzle_top1"
 CANDIDATES_DIR, GKD_DIR = "candidates", "gkd"

@@ -7,7 +7,7 @@ The entry points the pipeline calls:
   selection record, :class:`MipSolution`, in :mod:`studentnas.puzzle.mip_table`);
 * :func:`solve_diverse`: up to ``n`` solutions that differ from each other in a share of the layers;
 * :func:`solve_with_recheck`: re-solve with tighter table limits until the *measured* costs fit;
-* :func:`limits_from_budget`: a :class:`~studentnas.budget.Budget` as limits per library cost key.
+* :func:`limits_from_budget`: a :class:`~studentnas.core.budget.Budget` as limits per library cost key.
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ import math
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from studentnas.budget import Budget
-from studentnas.errors import BadInputError
+from studentnas.core.budget import Budget
+from studentnas.core.errors import BadInputError
 from studentnas.puzzle.library import Entry, Library
 from studentnas.puzzle.mip_model import _fmt, solve
 from studentnas.puzzle.mip_table import EntryTable, MipSolution

@@ -46,7 +46,7 @@ import numpy as np
 from scipy import sparse
 from scipy.optimize import Bounds, LinearConstraint, milp
 
-from studentnas.errors import BadInputError
+from studentnas.core.errors import BadInputError
 from studentnas.puzzle.library import COST_KEYS, Library
 from studentnas.puzzle.mip_table import EntryTable, MipSolution, _check_limits
 

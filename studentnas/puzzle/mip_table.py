@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 from scipy import sparse
 
-from studentnas.errors import BadInputError
+from studentnas.core.errors import BadInputError
 from studentnas.puzzle.library import COST_KEYS, LOWER_IS_BETTER, QUALITY_KEYS, Entry, Library
 
 

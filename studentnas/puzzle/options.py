@@ -21,10 +21,10 @@ from typing import Any
 
 import torch
 
-from studentnas.errors import BadInputError
+from studentnas.core.errors import BadInputError
 from studentnas.puzzle.bld import BLDConfig
 from studentnas.puzzle.samples import TeacherSpec
-from studentnas.run import write_json_atomic
+from studentnas.runfiles.atomic import write_json_atomic
 
 
 @dataclass

@@ -34,9 +34,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from studentnas.budget import Budget
-from studentnas.errors import BadInputError
-from studentnas.progress import Progress
+from studentnas.core.budget import Budget
+from studentnas.core.console import Progress
+from studentnas.core.errors import BadInputError
 from studentnas.puzzle import costs as cost_mod
 from studentnas.puzzle.activations import ActivationStore
 from studentnas.puzzle.bld import BLDJob, finished, load_trained, run_bld
@@ -45,7 +45,7 @@ from studentnas.puzzle.library import COST_KEYS, Entry, Library, Replacement
 from studentnas.puzzle.options import PuzzleOptions, check_identity, run_identity
 from studentnas.puzzle.samples import PuzzleSamples, TeacherSpec, image_samples, teacher_spec, text_samples
 from studentnas.puzzle.scoring import evaluate_model, score_replacement
-from studentnas.run import write_json_atomic
+from studentnas.runfiles.atomic import write_json_atomic
 
 PUZZLE_DIR = "puzzle"
 
@@ -83,7 +83,7 @@ class PuzzleRun:
         self.spec = teacher_spec(opts.teacher, opts.teacher_checkpoint, image_size=opts.image_size,
                                  num_classes=None, seed=opts.seed)
         if not self.spec.is_lm and self.spec.num_classes is None and opts.data is not None:
-            from studentnas import data as data_mod
+            from studentnas.data import images as data_mod
 
             classes = len(data_mod.load_images(opts.data, "test", limit=None).classes)
             self.spec = TeacherSpec(**{**self.spec.to_dict(), "num_classes": classes})
@@ -328,8 +328,8 @@ class PuzzleRun:
         """The budget's selections as run directories for ``studentnas distill`` (:mod:`.handoff`): every
         selection in ``candidates/<budget>`` (the user's), the MIP student alone in ``gkd/<budget>`` (the
         pipeline's global KD, so the two distillations never share a folder); and the MIP's arch id."""
+        from studentnas.core.registry import SPACES
         from studentnas.puzzle.handoff import CANDIDATES_DIR, GKD_DIR, write_candidates_run
-        from studentnas.registry import SPACES
 
         def replacements(solution: dict[str, Any]) -> list[Replacement]:
             return _replacements(lib, _ids(solution))
@@ -356,7 +356,7 @@ class PuzzleRun:
                           arch_id: str) -> tuple[Any, dict[str, Any] | None, dict[str, Any]]:
         """The MIP student after one fixed-recipe trial of ``studentnas distill`` on its run directory
         ``folder`` (:func:`.handoff.global_kd`); skipped, with the reason, for a randomly initialised teacher."""
-        from studentnas.export import load_student
+        from studentnas.engine.export import load_student
         from studentnas.puzzle.handoff import global_kd
 
         assert self.samples is not None

@@ -18,7 +18,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from studentnas.run import write_json_atomic
+from studentnas.runfiles.atomic import write_json_atomic
 
 
 def puzzle_points(summary: dict[str, Any]) -> list[dict[str, Any]]:

@@ -33,8 +33,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from studentnas.errors import BadInputError
-from studentnas.export import read_student_meta, write_student
+from studentnas.core.errors import BadInputError
+from studentnas.engine.export import read_student_meta, write_student
 from studentnas.puzzle.bld import kl_logits, load_trained
 from studentnas.puzzle.decompose import Assembled, Decomposed, Family, family_for, ordered_cover
 from studentnas.puzzle.library import Replacement
@@ -92,7 +92,7 @@ def load_puzzle_student(path: str | Path) -> Assembled:
     meta = read_student_meta(path)
     if meta.get("kind") != "puzzle":
         raise BadInputError(f"'{path}' is not a Puzzle student (no 'kind: puzzle' in its metadata); "
-                            "use studentnas.export.load_student for searched students")
+                            "use studentnas.engine.export.load_student for searched students")
     spec = TeacherSpec.from_dict({**meta["teacher"], "checkpoint": None})
     model = spec.load()
     family = family_for(model, meta["family"])

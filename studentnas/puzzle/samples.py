@@ -4,7 +4,7 @@
 * ``score``: held out from BLD; replace-one-block scoring and the MIP's quality come from it;
 * ``test``: the dataset's test split; only final reports use it, so selection never sees it.
 
-Images come from :mod:`studentnas.data` (the train split gives ``bld`` and ``score``, stratified and
+Images come from :mod:`studentnas.data.images` (the train split gives ``bld`` and ``score``, stratified and
 disjoint). Text comes from :mod:`studentnas.lm.corpus` as non-overlapping windows of the LM's context
 length (train, val and test parts of the corpus). A teacher is either a timm image model or one of
 the project's language models (``studentnas list teachers`` / ``studentnas lm``).
@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from studentnas.errors import BadInputError
+from studentnas.core.errors import BadInputError
 
 DEFAULT_MEAN = (0.485, 0.456, 0.406)
 DEFAULT_STD = (0.229, 0.224, 0.225)
@@ -66,7 +66,7 @@ class TeacherSpec:
                 model = (load_lm(self.name, self.checkpoint) if self.checkpoint is not None
                          else create_lm(self.name, context=int(self.input_shape[0])).eval())
             else:
-                from studentnas.teacher import load_teacher
+                from studentnas.data.teachers import load_teacher
 
                 model = load_teacher(self.name, self.checkpoint, num_classes=self.num_classes).model
         model.eval()
@@ -109,12 +109,12 @@ def teacher_spec(name: str, checkpoint: str | Path | None, *, image_size: int | 
         meta_lm = read_lm_meta(checkpoint) if checkpoint is not None else None
         context = int((meta_lm["config"] if meta_lm else lm_config(name)).context)
         return TeacherSpec(name, None if checkpoint is None else str(checkpoint), "lm", (context,), seed=seed)
-    from studentnas.teacher import check_teacher_name
+    from studentnas.data.teachers import check_teacher_name
 
     check_teacher_name(name)
     meta: dict[str, Any] = {}
     if checkpoint is not None:
-        from studentnas.export import read_student_meta
+        from studentnas.engine.export import read_student_meta
 
         try:
             meta = read_student_meta(checkpoint)
@@ -146,7 +146,7 @@ class PuzzleSamples:
 
 def image_samples(spec: TeacherSpec, data: str | None, bld: int, score: int, test: int, seed: int) -> PuzzleSamples:
     """``bld`` + ``score`` disjoint images of the train split and ``test`` images of the test split."""
-    from studentnas import data as data_mod
+    from studentnas.data import images as data_mod
 
     if data is None:
         raise BadInputError("--data is required for Puzzle (BLD needs training images): e.g. --data fashion-mnist, "
@@ -180,8 +180,8 @@ def _order(n: int, seed: int) -> np.ndarray:
 
 
 def bld_image_set(data: str, bld: int, seed: int) -> Any:
-    """The BLD images as an :class:`~studentnas.data.ImageSet` (for the trainer's batches in global KD)."""
-    from studentnas import data as data_mod
+    """The BLD images as an :class:`~studentnas.data.images.ImageSet` (for the trainer's batches in global KD)."""
+    from studentnas.data import images as data_mod
 
     train = data_mod.load_images(data, "train", seed=seed)
     index = _order(len(train), seed)[:bld]

@@ -18,7 +18,7 @@ searcher replayed with the same tells asks the same archs: this is what makes ru
 
 Objectives: ``objectives`` names proxy scores (maximised, from ``Candidate.scores``) and cost
 metrics (minimised, from ``Candidate.cost``: ``macs``, ``params``, ``latency``, ``memory``), see
-:mod:`studentnas.objectives`. A single ``objective`` still works; searchers whose
+:mod:`studentnas.core.objectives`. A single ``objective`` still works; searchers whose
 ``multi_objective`` is True (``nsga2``, ``optuna-nsga2``) then optimise ``(objective, macs)``.
 Every searcher keeps ``archive``, the Pareto archive of what it was told.
 
@@ -34,7 +34,7 @@ Budget handling is explicit, one rule per searcher (``constraint_handling``), an
                    centred on resnet18 fits 25 % of its MACs) costs some analytic cost look-ups
                    per proposal, not thousands of rejected samples. Only when even the
                    cheapest arch is over the budget does :meth:`ask` give up, with a
-                   :class:`~studentnas.errors.SearchExhaustedError` that names it.
+                   :class:`~studentnas.core.errors.SearchExhaustedError` that names it.
 ``resample``       (a subclass may choose it) a proposal that fails ``is_feasible`` is discarded
                    and proposed again.
 ``constraints``    ``nsga2``, ``optuna-tpe``, ``optuna-nsga2``: the budget is a constraint of the
@@ -63,12 +63,12 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from studentnas import objectives as obj
-from studentnas.arch import Arch
-from studentnas.candidate import Candidate
-from studentnas.errors import BadInputError, SearchExhaustedError
-from studentnas.pareto import nondominated
-from studentnas.space import SearchSpace
+from studentnas.core import objectives as obj
+from studentnas.core.arch import Arch
+from studentnas.core.candidate import Candidate
+from studentnas.core.errors import BadInputError, SearchExhaustedError
+from studentnas.core.pareto import nondominated
+from studentnas.core.space import SearchSpace
 
 Vector = tuple[float, ...]
 

@@ -28,13 +28,13 @@ from __future__ import annotations
 from collections import deque
 from typing import Any
 
-from studentnas.arch import Arch
-from studentnas.candidate import Candidate
-from studentnas.errors import BadInputError
-from studentnas.pareto import nondominated
-from studentnas.registry import SEARCHERS
+from studentnas.core.arch import Arch
+from studentnas.core.candidate import Candidate
+from studentnas.core.errors import BadInputError
+from studentnas.core.pareto import nondominated
+from studentnas.core.registry import SEARCHERS
+from studentnas.core.space import SearchSpace
 from studentnas.searchers.base import Searcher, Vector
-from studentnas.space import SearchSpace
 
 
 @SEARCHERS.register("evolution")

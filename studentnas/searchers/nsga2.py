@@ -41,12 +41,12 @@ from typing import Any
 
 import numpy as np
 
-from studentnas.arch import Arch
-from studentnas.candidate import Candidate
-from studentnas.errors import BadInputError
-from studentnas.registry import SEARCHERS
+from studentnas.core.arch import Arch
+from studentnas.core.candidate import Candidate
+from studentnas.core.errors import BadInputError
+from studentnas.core.registry import SEARCHERS
+from studentnas.core.space import SearchSpace
 from studentnas.searchers.base import Searcher
-from studentnas.space import SearchSpace
 
 Result = tuple[tuple[float, ...], tuple[float, ...]]  # (F, G) as pymoo gets them
 FILLER = -1  # "index" of a proposal that is not an individual of the current generation

@@ -48,13 +48,13 @@ from typing import Any
 
 import numpy as np
 
-from studentnas import objectives as obj
-from studentnas.arch import Arch
-from studentnas.candidate import Candidate
-from studentnas.errors import BadInputError
-from studentnas.registry import SEARCHERS
+from studentnas.core import objectives as obj
+from studentnas.core.arch import Arch
+from studentnas.core.candidate import Candidate
+from studentnas.core.errors import BadInputError
+from studentnas.core.registry import SEARCHERS
+from studentnas.core.space import GeneSpace, SearchSpace
 from studentnas.searchers.base import Searcher
-from studentnas.space import GeneSpace, SearchSpace
 
 STUDY_NAME = "studentnas"
 JOURNAL_FILE = "optuna.journal"

@@ -14,8 +14,8 @@ Example:
 
 from __future__ import annotations
 
-from studentnas.arch import Arch
-from studentnas.registry import SEARCHERS
+from studentnas.core.arch import Arch
+from studentnas.core.registry import SEARCHERS
 from studentnas.searchers.base import Searcher
 
 

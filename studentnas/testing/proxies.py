@@ -3,8 +3,8 @@
 Example:
     >>> import torch, timm
     >>> from studentnas import get_proxy
-    >>> from studentnas.cost import Cost
-    >>> from studentnas.proxy import ProxyContext
+    >>> from studentnas.core.cost import Cost
+    >>> from studentnas.core.proxy import ProxyContext
     >>> ctx = ProxyContext(torch.randn(4, 3, 32, 32), torch.arange(4), 10)
     >>> check_proxy(get_proxy("nwot"), timm.create_model("resnet18", num_classes=10), ctx, Cost(1.0, 1.0))
 """
@@ -16,8 +16,8 @@ import math
 import torch
 from torch import nn
 
-from studentnas.cost import Cost
-from studentnas.proxy import NEEDS, Proxy, ProxyContext
+from studentnas.core.cost import Cost
+from studentnas.core.proxy import NEEDS, Proxy, ProxyContext
 
 
 def check_proxy(proxy: Proxy, student: nn.Module, ctx: ProxyContext, cost: Cost) -> float:

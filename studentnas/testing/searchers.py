@@ -28,11 +28,11 @@ from pathlib import Path
 
 import numpy as np
 
-from studentnas.arch import Arch
-from studentnas.candidate import FAILED, Candidate
-from studentnas.pareto import front
+from studentnas.core.arch import Arch
+from studentnas.core.candidate import FAILED, Candidate
+from studentnas.core.pareto import front
+from studentnas.core.space import SearchSpace
 from studentnas.searchers.base import Searcher
-from studentnas.space import SearchSpace
 
 Make = Callable[[int, "Path | None"], Searcher]
 

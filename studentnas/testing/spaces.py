@@ -10,9 +10,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from studentnas.arch import Arch
-from studentnas.cost import count_params, counted_macs
-from studentnas.space import SearchSpace
+from studentnas.core.arch import Arch
+from studentnas.core.space import SearchSpace
+from studentnas.hardware.counting import count_params, counted_macs
 
 
 def check_space(space: SearchSpace, input_size: tuple[int, int, int] | None = None, n: int = 4, seed: int = 0,

@@ -39,7 +39,7 @@ Example:
     >>> out.get("features", "teacher", "fitnet")  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    studentnas.errors.BadInputError: loss 'fitnet' needs the teacher's features, but they were not given; ...
+    studentnas.core.errors.BadInputError: loss 'fitnet' needs the teacher's features, but they were not given; ...
 """
 
 from __future__ import annotations
@@ -53,8 +53,8 @@ from typing import Any, ClassVar, NamedTuple
 import torch
 from torch import nn
 
-from studentnas.errors import BadInputError
-from studentnas.registry import Registry
+from studentnas.core.errors import BadInputError
+from studentnas.core.registry import Registry
 
 __all__ = ["INPUT_KINDS", "LOSSES", "AttentionQKV", "DistillLoss", "ModelOutputs", "pair_stages", "pick"]
 

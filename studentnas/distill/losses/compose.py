@@ -28,7 +28,7 @@ Example:
     >>> compose_losses([{"name": "kd", "temperature": 4}])  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    studentnas.errors.BadInputError: loss 'kd' has no parameter 'temperature'. Valid parameters: T (besides ...)
+    studentnas.core.errors.BadInputError: loss 'kd' has no parameter 'temperature'. Valid parameters: T (besides ...)
 """
 
 from __future__ import annotations
@@ -40,9 +40,9 @@ from typing import Any, NamedTuple
 import torch
 from torch import nn
 
+from studentnas.core.errors import BadInputError
+from studentnas.core.registry import suggest
 from studentnas.distill.losses.base import INPUT_KINDS, LOSSES, DistillLoss, ModelOutputs, check_number
-from studentnas.errors import BadInputError
-from studentnas.registry import suggest
 
 __all__ = ["ComposedLoss", "LossResult", "LossTerm", "compose_losses", "parse_loss_specs"]
 

@@ -2,7 +2,7 @@
 
 Both are differentiable with respect to the student's features (and the connector); the teacher's
 features are targets (detached). They compute exactly the quantities the DisWOT proxies score, through
-``studentnas.similarity``:
+``studentnas.scoring.similarity``:
 
 * ``diswot_semantic`` (:class:`DisWOTSemanticLoss`): the inter-channel-correlation (ICKD) loss between
   final-stage feature maps. The proxy's class-gradient form would need a teacher backward every step,
@@ -33,10 +33,10 @@ from typing import Any
 import torch
 from torch import nn
 
+from studentnas.core.errors import BadInputError
 from studentnas.distill.connectors import to_map
 from studentnas.distill.losses.base import LOSSES, DistillLoss, ModelOutputs, pick
-from studentnas.errors import BadInputError
-from studentnas.similarity import batch_gram, ickd_distance, relation_distance
+from studentnas.scoring.similarity import batch_gram, ickd_distance, relation_distance
 
 __all__ = ["DisWOTRelationLoss", "DisWOTSemanticLoss"]
 

@@ -7,7 +7,7 @@
 * ``at`` (:class:`ATLoss`): attention transfer. Per stage, the spatial attention map
   ``a(F) = normalise(flatten(sum_c |F_c|^p))`` (p = 2), and the loss is the mean over positions of
   ``(a_s - a_t)^2``, summed over paired stages (RepDistiller's form, beta = 1000). The channel sum is
-  computed as a channel mean (:func:`studentnas.similarity.attention_energy`, shared with the ``kd_at``
+  computed as a channel mean (:func:`studentnas.scoring.similarity.attention_energy`, shared with the ``kd_at``
   proxy): the constant factor 1/C cancels in the normalisation. No parameters; channel counts may
   differ, and when the sizes differ the larger attention map is average-pooled to the smaller.
 
@@ -29,10 +29,10 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from studentnas.core.errors import BadInputError
 from studentnas.distill.connectors import Connector, to_map
 from studentnas.distill.losses.base import LOSSES, DistillLoss, ModelOutputs, pair_stages, pick
-from studentnas.errors import BadInputError
-from studentnas.similarity import attention_distance
+from studentnas.scoring.similarity import attention_distance
 
 __all__ = ["ATLoss", "FitNetLoss"]
 

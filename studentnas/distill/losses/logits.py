@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from studentnas.distill.losses.base import LOSSES, DistillLoss, ModelOutputs, check_number
-from studentnas.similarity import hinton_kd
+from studentnas.scoring.similarity import hinton_kd
 
 __all__ = ["CELoss", "DKDLoss", "KDLoss"]
 

@@ -40,8 +40,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from studentnas.core.errors import BadInputError
 from studentnas.distill.losses.base import LOSSES, AttentionQKV, DistillLoss, ModelOutputs, pick
-from studentnas.errors import BadInputError
 
 __all__ = ["RELATIONS", "AttentionQKV", "MiniLMLoss", "capture_attention", "relation_log_probs"]
 

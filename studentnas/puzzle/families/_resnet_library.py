@@ -10,7 +10,7 @@ Example:
     >>> parse_options({"width": 0.5})  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    studentnas.errors.BadInputError: unknown ResNet library option(s) 'width'; valid options: widths, basic, ...
+    studentnas.core.errors.BadInputError: unknown ResNet library option(s) 'width'; valid options: widths, basic, ...
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from studentnas.errors import BadInputError
+from studentnas.core.errors import BadInputError
 from studentnas.puzzle.decompose import Decomposed
 from studentnas.puzzle.families._resnet_blocks import PRUNERS, _width_count, basic_from_bottleneck, linear_block
 from studentnas.puzzle.library import LayerInfo, Replacement

@@ -31,7 +31,7 @@ from dataclasses import dataclass, replace
 
 import torch
 
-from studentnas.errors import BadInputError
+from studentnas.core.errors import BadInputError
 
 
 @dataclass(frozen=True)

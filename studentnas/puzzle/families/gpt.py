@@ -24,7 +24,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from studentnas.errors import BadInputError
+from studentnas.core.errors import BadInputError
 from studentnas.lm.model import GPT, MLP, Block, CausalSelfAttention
 from studentnas.puzzle.decompose import FAMILIES, Decomposed
 from studentnas.puzzle.families._transformer_modules import Residual, linear_from

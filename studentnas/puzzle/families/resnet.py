@@ -63,7 +63,7 @@ import torch
 from timm.models.resnet import BasicBlock, Bottleneck, ResNet
 from torch import nn
 
-from studentnas.errors import BadInputError
+from studentnas.core.errors import BadInputError
 from studentnas.puzzle.decompose import FAMILIES, Decomposed, Family
 from studentnas.puzzle.families._resnet_blocks import (
     PRUNERS,

@@ -50,7 +50,7 @@ from typing import Any
 
 from torch import nn
 
-from studentnas.errors import BadInputError
+from studentnas.core.errors import BadInputError
 from studentnas.puzzle.decompose import Decomposed, Family
 from studentnas.puzzle.families._transformer_modules import GroupedAttention, LinearResidual, Residual, linear_from
 from studentnas.puzzle.families._transformer_pruning import (
@@ -95,7 +95,7 @@ def parse_options(options: Mapping[str, object] | None) -> dict[str, Any]:
         >>> parse_options({"heads": 2})  # doctest: +ELLIPSIS
         Traceback (most recent call last):
         ...
-        studentnas.errors.BadInputError: transformer library options: unknown key(s) heads; valid keys: ffn_fractions...
+        studentnas.core.errors.BadInputError: transformer library options: unknown key(s) heads; valid keys: ...
     """
     options = dict(options or {})
     unknown = sorted(set(options) - set(DEFAULT_OPTIONS))

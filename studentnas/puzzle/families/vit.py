@@ -36,7 +36,7 @@ from timm.layers import Attention, Mlp
 from timm.models.vision_transformer import Block, VisionTransformer
 from torch import nn
 
-from studentnas.errors import BadInputError
+from studentnas.core.errors import BadInputError
 from studentnas.puzzle.decompose import FAMILIES, Decomposed
 from studentnas.puzzle.families._transformer_modules import GroupedAttention, Residual, linear_from
 from studentnas.puzzle.families._transformer_pruning import AttnWeights, FfnWeights

@@ -1,0 +1,4 @@
+"""Hardware cost: counting MACs/params, CPU latency (measured, cached, or from a layer table), memory, stage breakdown.
+
+May import: ``core``, ``runfiles``.
+"""

@@ -1,0 +1,4 @@
+"""Run files and provenance: atomic writes, append-only JSONL journals, the provenance record, model files.
+
+May import: ``core``. Every package that writes to disk goes through here.
+"""
