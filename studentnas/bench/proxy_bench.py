@@ -45,7 +45,6 @@ from typing import Any
 import numpy as np
 import torch
 
-from studentnas import __version__
 from studentnas.bench import ground_truth as gt
 from studentnas.bench.bench_data import DEFAULT_DATA, load_bench_batch
 from studentnas.bench.correlation import TOP_FRACTION, combine_ranks, parse_combination
@@ -59,6 +58,7 @@ from studentnas.core.errors import BadInputError
 from studentnas.core.proxy import Proxy, ProxyContext
 from studentnas.core.registry import SPACES
 from studentnas.data.teachers import check_teacher_name, load_teacher
+from studentnas.runfiles.provenance import versions
 
 DEFAULT_SAMPLES = 1000
 DEFAULT_BATCH_SIZE = 64
@@ -274,8 +274,7 @@ def bench_proxies(
         "n_report": sum(r["split"] == "report" for r in rows), "n_tune": sum(r["split"] == "tune" for r in rows),
         "top_fraction": TOP_FRACTION, "resumed_cells": resumed, "scored_cells": len(todo),
         "journal": str(journal.path), "memory_mb": _memory_summary(rss_start, rss_trace),
-        "versions": {"studentnas": __version__, "torch": torch.__version__, "python": platform.python_version(),
-                     "numpy": np.__version__},
+        "versions": versions(),
         "machine": {"cpu": platform.processor() or platform.machine(), "cpu_count": os.cpu_count()},
         "wall_seconds": time.perf_counter() - t_start, "loop_seconds": loop_seconds,
         "timing_note": ("per-proxy seconds time each proxy's score() call in the order of 'proxies', one candidate "

@@ -36,7 +36,6 @@ from typing import Any
 import numpy as np
 import torch
 
-from studentnas import __version__
 from studentnas.bench import ground_truth as gt
 from studentnas.bench.bench_data import DEFAULT_DATA, load_bench_batch
 from studentnas.bench.journal import Journal, json_safe
@@ -48,6 +47,7 @@ from studentnas.core.errors import BadInputError, SearchExhaustedError
 from studentnas.core.proxy import ProxyContext
 from studentnas.core.registry import SEARCHERS, SPACES
 from studentnas.engine.evaluate import LocalEvaluator
+from studentnas.runfiles.provenance import versions
 
 BASELINE = "random"
 DEFAULT_EVALS = 100
@@ -215,7 +215,7 @@ def bench_search(
         "data": batch.info, "threads": threads, "optimum_accuracy": optimum,
         "cells_scored": scorer.scored, "cells_reused": scorer.reused,
         "scoring_seconds": scorer.seconds, "scores_cache": str(journal.path),
-        "versions": {"studentnas": __version__, "torch": torch.__version__, "python": platform.python_version()},
+        "versions": versions(),
         "machine": {"cpu": platform.processor() or platform.machine(), "cpu_count": os.cpu_count()},
         "wall_seconds": time.perf_counter() - t_start,
     }

@@ -22,7 +22,6 @@ Example::
 
 from __future__ import annotations
 
-import platform
 import shutil
 import sys
 import time
@@ -39,18 +38,9 @@ from studentnas.distill.evaluation import evaluate
 from studentnas.distill.train_config import TrainConfig
 from studentnas.distill.trainer import train
 from studentnas.engine.export import write_student
+from studentnas.runfiles.provenance import versions
 
 META_KEY = "studentnas_teacher"
-
-
-def versions() -> dict[str, str]:
-    """Versions of what shaped the weights (recorded in sidecars)."""
-    import timm
-
-    from studentnas import __version__
-
-    return {"studentnas": __version__, "torch": torch.__version__, "timm": timm.__version__,
-            "python": platform.python_version()}
 
 
 def _check_out(out: str | Path) -> Path:

@@ -40,14 +40,14 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from studentnas.core.candidate import Candidate
+from studentnas.core.console import sayer
 from studentnas.core.errors import BadInputError
 from studentnas.data import images as data_mod
 from studentnas.distill.batches import Batches
@@ -65,10 +65,6 @@ from studentnas.runfiles.atomic import write_json_atomic
 # Re-exported from their homes (prepare, resources, experiment) so that these paths keep working.
 __all__ = ["PENDING_TIMEOUT_ENV", "SCHEDULERS", "DistillResult", "check_resources", "choose_students", "distill",
            "parse_resources"]
-
-
-def _say(quiet: bool) -> Callable[[str], None]:
-    return (lambda _m: None) if quiet else (lambda m: print(f"distill: {m}", file=sys.stderr, flush=True))
 
 
 def _validate(run: str | Path, data: str | None, top: int | None, ids: Sequence[str] | str | None, epochs: int,
@@ -125,7 +121,7 @@ def distill(run: str | Path, data: str | None, *, top: int | None = None, ids: S
         >>> res = distill("runs/r1", "fashion-mnist", top=2, epochs=10, trials=8, baseline=True)  # doctest: +SKIP
         >>> res.results["students"][0]["kd_gain"]  # doctest: +SKIP
     """
-    say = _say(quiet)
+    say = sayer(quiet, prefix="distill: ")
     the_run, students, space, resources = _validate(run, data, top, ids, epochs, trials, search_space, scheduler,
                                                     ray_address, resources_per_trial, batch_size, val_fraction,
                                                     max_failures)

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import math
 import os
-import sys
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -34,7 +33,7 @@ from typing import Any
 from studentnas.core.arch import Arch
 from studentnas.core.budget import Budget
 from studentnas.core.candidate import Candidate
-from studentnas.core.console import Progress
+from studentnas.core.console import Progress, sayer, warn
 from studentnas.core.cost import Cost
 from studentnas.core.errors import BadInputError, SearchExhaustedError
 from studentnas.core.pareto import front as pareto_front_of
@@ -55,7 +54,6 @@ from studentnas.engine.setup import (
     prepare_search,
     static_budget,
     validate_search,
-    warn,
 )
 from studentnas.hardware.latency_table import LatencyEstimator
 
@@ -293,7 +291,7 @@ def search(
     one per cluster CPU). Scores do not depend on either (see :mod:`studentnas.engine.parallel`).
     """
     t_start = time.perf_counter()
-    say = log or ((lambda _m: None) if quiet else (lambda m: print(m, file=sys.stderr, flush=True)))
+    say = log or sayer(quiet)
     parsed, proxy_names, run_dir, objective_names = validate_search(teacher, budget, space, proxy, searcher,
                                                                     candidates, batch_size, image_size, time_limit,
                                                                     data, out, resume, objectives)

@@ -16,8 +16,6 @@ Example:
 from __future__ import annotations
 
 import math
-import platform
-import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -28,6 +26,7 @@ import torch
 
 from studentnas.core import objectives as obj
 from studentnas.core.budget import Budget, Constraint
+from studentnas.core.console import warn
 from studentnas.core.cost import Cost
 from studentnas.core.errors import BadInputError
 from studentnas.core.proxy import Proxy
@@ -38,17 +37,13 @@ from studentnas.data.teachers import Teacher, check_teacher_name, load_teacher
 from studentnas.engine.rundir import RunDir
 from studentnas.hardware.counting import measured_cost
 from studentnas.hardware.memory import estimate_peak_memory_mb
+from studentnas.runfiles.provenance import versions
 from studentnas.searchers.base import Searcher
 
 DEFAULT_PROXY = "nwot"
 DEFAULT_SEARCHER = "evolution"
 DEFAULT_CANDIDATES = 200
 DEFAULT_BATCH_SIZE = 16  # >= 16 keeps BatchNorm batch statistics meaningful (METHODS.md §1.9)
-
-
-def warn(message: str) -> None:
-    """One ``studentnas: warning:`` line on stderr."""
-    print(f"studentnas: warning: {message}", file=sys.stderr, flush=True)
 
 
 def pick_space(name: str | None, teacher: Teacher) -> SearchSpace:
@@ -110,16 +105,6 @@ def static_budget(budget: Budget) -> Budget | None:
     """The part of the budget that analytic costs can check (MACs, params), or None if there is none."""
     static: tuple[Constraint, ...] = tuple(c for c in budget.constraints if c.metric in ("macs", "params"))
     return Budget(static) if static else None
-
-
-def _versions() -> dict[str, str]:
-    import timm
-
-    from studentnas import __version__
-
-    return {"studentnas": __version__, "torch": torch.__version__, "timm": timm.__version__,
-            "python": platform.python_version()}
-
 
 
 @dataclass
@@ -255,7 +240,7 @@ def prepare_search(teacher: str, parsed: Budget, proxy_names: list[str], run_dir
         "budget": parsed.texts, "budget_resolved": resolved.describe(), "space": the_space.config(),
         "proxies": proxy_names, "searcher": searcher, "data": data, "data_source": images.source,
         "input_size": list(input_size), "batch_size": batch_size, "seed": seed, "num_classes": teach.num_classes,
-        "candidates": candidates, "time_limit": time_limit, "versions": _versions(), "status": "running",
+        "candidates": candidates, "time_limit": time_limit, "versions": versions(), "status": "running",
         "objectives": objectives, "front_objectives": objectives or [proxy_names[0], "macs"],
     }
     return SearchJob(proxy_names=proxy_names, proxies=[PROXIES.get(p)() for p in proxy_names],

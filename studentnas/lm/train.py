@@ -46,6 +46,7 @@ from studentnas.core.errors import BadInputError
 from studentnas.lm.corpus import Corpus, eval_windows, load_corpus, windows
 from studentnas.lm.model import GPT, LMS, META_KEY, lm_config, load_lm
 from studentnas.runfiles.atomic import write_atomic
+from studentnas.runfiles.provenance import versions
 
 CHECKPOINT = "lm.pt"
 
@@ -162,14 +163,6 @@ def _check_out(out: str | Path) -> Path:
     return path
 
 
-def _versions() -> dict[str, str]:
-    import platform
-
-    from studentnas import __version__
-
-    return {"studentnas": __version__, "torch": torch.__version__, "python": platform.python_version()}
-
-
 def train_lm(out: str | Path, *, model: str = "gpt_tiny", data: str = "fortunes", steps: int = 1000,
              batch_size: int = 32, lr: float = 2e-3, warmup: int | None = None, weight_decay: float = 0.1,
              context: int | None = None, seed: int = 0, eval_every: int = 200, eval_windows: int = 64,
@@ -275,7 +268,7 @@ def train_lm(out: str | Path, *, model: str = "gpt_tiny", data: str = "fortunes"
         "train_loss": last_loss, "val": val, "test": test, "history": history, "corpus": corpus.describe(),
         "tokens_per_s": tokens_per_s, "train_seconds": train_seconds, "final_eval_seconds": eval_seconds,
         "train_cpu_seconds": cpu_seconds, "tokens_per_cpu_s": trained_tokens / cpu_seconds if cpu_seconds else 0.0,
-        "resumed_from_step": resumed_from, "threads": torch.get_num_threads(), "versions": _versions(),
+        "resumed_from_step": resumed_from, "threads": torch.get_num_threads(), "versions": versions(),
     }
     from studentnas.engine.export import write_student
 

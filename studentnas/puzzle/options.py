@@ -19,12 +19,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from studentnas.core.errors import BadInputError
 from studentnas.puzzle.bld import BLDConfig
 from studentnas.puzzle.samples import TeacherSpec
 from studentnas.runfiles.atomic import write_json_atomic
+from studentnas.runfiles.provenance import versions
 
 
 @dataclass
@@ -76,4 +75,4 @@ def check_identity(root: Path, identity: dict[str, Any], fresh: bool) -> None:
             keys = sorted(k for k in set(old or {}) | set(new) if (old or {}).get(k) != new.get(k))
             raise BadInputError(f"{root} holds a Puzzle run with other settings ({', '.join(keys)} differ); rerun "
                                 "with the same settings to resume, --fresh to start over, or another --out")
-    write_json_atomic(path, {"identity": identity, "versions": {"torch": torch.__version__}})
+    write_json_atomic(path, {"identity": identity, "versions": versions()})

@@ -24,9 +24,8 @@ from __future__ import annotations
 
 import json
 import math
-import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -35,7 +34,7 @@ import numpy as np
 import torch
 
 from studentnas.core.budget import Budget
-from studentnas.core.console import Progress
+from studentnas.core.console import Progress, sayer
 from studentnas.core.errors import BadInputError
 from studentnas.puzzle import costs as cost_mod
 from studentnas.puzzle.activations import ActivationStore
@@ -48,10 +47,6 @@ from studentnas.puzzle.scoring import evaluate_model, score_replacement
 from studentnas.runfiles.atomic import write_json_atomic
 
 PUZZLE_DIR = "puzzle"
-
-
-def _say(quiet: bool) -> Callable[[str], None]:
-    return (lambda _m: None) if quiet else (lambda m: print(m, file=sys.stderr, flush=True))
 
 
 def _ids(solution: dict[str, Any]) -> list[str]:
@@ -71,7 +66,7 @@ class PuzzleRun:
     def __init__(self, opts: PuzzleOptions):
         self.opts = opts
         self.root = Path(opts.out) / PUZZLE_DIR
-        self.say = _say(opts.quiet)
+        self.say = sayer(opts.quiet)
 
     # ------------------------------------------------------------------ setup
 
