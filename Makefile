@@ -37,14 +37,17 @@ data:
 run: setup
 	$(VENV)/bin/studentnas search --teacher resnet101 --budget 5GFLOPs --resume
 
-test: setup
+# the tests start with the lint: a broken layering contract fails `make test`
+test: setup lint
 	HF_HUB_OFFLINE=1 OMP_NUM_THREADS=1 $(PY) -m pytest -q
 
 test-fast: setup
 	HF_HUB_OFFLINE=1 OMP_NUM_THREADS=1 $(PY) -m pytest -q -m "not slow"
 
+# ruff, then the import-linter contracts of pyproject.toml (docs/architecture.md) on the installed layout
 lint: setup
 	$(VENV)/bin/ruff check studentnas search_spaces proxies scripts tests
+	$(PY) scripts/lint_imports.py
 
 bench: setup
 	HF_HUB_OFFLINE=1 $(PY) scripts/bench_cost.py

@@ -7,7 +7,7 @@ Grammar (one constraint per string, spaces allowed, units case-insensitive)::
     <number>(KB|MB|GB|KiB|MiB|GiB)         200MB  peak inference memory
     <number>%(params|MACs|FLOPs|latency|memory)   60%params  a share of the teacher's cost
 
-FLOPs are multiply-accumulates (DESIGN.md §4): ``5GFLOPs`` and ``5GMACs`` are the same budget.
+FLOPs are multiply-accumulates (docs/architecture.md): ``5GFLOPs`` and ``5GMACs`` are the same budget.
 Several strings make a budget whose constraints must all hold.
 
 Example:

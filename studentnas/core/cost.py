@@ -1,6 +1,6 @@
 """``Cost``: what an architecture costs to run (counted analytically or measured on a real model).
 
-Conventions (DESIGN.md §4): ``macs`` are multiply-accumulates of one image at the space's input
+Conventions (docs/architecture.md): ``macs`` are multiply-accumulates of one image at the space's input
 size, which is what the ResNet/DisWOT/OFA papers call "FLOPs" (ResNet-50 = 4.1 G).
 ``FlopCounterMode`` counts 2 FLOPs per MAC, so ``macs == flop_counter_flops / 2``.
 

@@ -1,4 +1,4 @@
-"""Run directories (DESIGN.md §4): ``run.json``, ``candidates.jsonl`` (the journal) and ``pareto.json``.
+"""Run directories: ``run.json``, ``candidates.jsonl`` (the journal) and ``pareto.json`` (docs/architecture.md).
 
 The journal is the source of truth: one JSON line per evaluated candidate, appended and flushed as
 each finishes. A run killed at any moment (even mid-line) is resumed by reading it back; a torn

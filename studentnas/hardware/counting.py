@@ -1,6 +1,6 @@
 """Counting a real module: its parameters and its MACs (``torch.utils.flop_counter``), as a :class:`Cost`.
 
-``FlopCounterMode`` counts 2 FLOPs per MAC, so ``macs == flop_counter_flops / 2`` (DESIGN.md §4).
+``FlopCounterMode`` counts 2 FLOPs per MAC, so ``macs == flop_counter_flops / 2`` (docs/architecture.md).
 
 Example:
     >>> from torch import nn

@@ -1,6 +1,6 @@
 """``studentnas puzzle``: library -> BLD -> scoring -> MIP -> realise -> global KD, one resumable run.
 
-Everything lives in ``RUN/puzzle/`` (DESIGN.md §4):
+Everything lives in ``RUN/puzzle/`` (docs/architecture.md, Conventions):
 
 =========================  ==========================================================================
 ``config.json``            the run's identity (teacher, family, data, sample counts, BLD settings, seed)
