@@ -37,11 +37,14 @@ import torch
 import studentnas as sn
 from studentnas.data.images import load_images
 from studentnas.data.teachers import load_teacher
-from studentnas.distill.experiment import _scheduler, _searcher
-from studentnas.distill.resources import _connect
+from studentnas.distill.batches import Batches, holdout_split
+from studentnas.distill.experiment import make_scheduler, make_searcher
+from studentnas.distill.resources import connect_ray
 from studentnas.distill.search_space import SearchSpace
+from studentnas.distill.teacher_cache import cached_teacher_logits
 from studentnas.distill.teacher_train import train_teacher
-from studentnas.distill.trainer import Batches, TrainConfig, cached_teacher_logits, holdout_split, train
+from studentnas.distill.train_config import TrainConfig
+from studentnas.distill.trainer import train
 from studentnas.distill.trial import TrialJob, run_trial
 
 KD = ({"name": "kd", "weight": 0.9, "T": 4.0},)
@@ -82,7 +85,7 @@ def bench_ray(job: TrialJob, student_fn, train_b: Batches, val_b: Batches, stora
 
     torch.set_num_threads(1)
     t0 = time.perf_counter()
-    started_ray = _connect(None, 1)
+    started_ray = connect_ray(None, 1)
     ray_start = time.perf_counter() - t0
     plain_rates: list[list[float]] = []
     ray_rates: list[list[float]] = []
@@ -119,14 +122,14 @@ def bench_schedulers(job: TrialJob, space: SearchSpace, seconds: float, cpus: in
     from ray import tune
 
     out = {}
-    started_ray = _connect(None, cpus)
+    started_ray = connect_ray(None, cpus)
     try:
         for name in ("asha", "fifo"):
-            searcher, _ = _searcher(space, job.mode, job.seed, job.student, [])
+            searcher, _ = make_searcher(space, job.mode, job.seed, job.student, [])
             trainable = tune.with_resources(tune.with_parameters(run_trial, job=job), {"cpu": 1})
             t0 = time.perf_counter()
             grid = tune.Tuner(trainable, tune_config=tune.TuneConfig(
-                search_alg=searcher, scheduler=_scheduler(name, job.epochs), num_samples=1000,
+                search_alg=searcher, scheduler=make_scheduler(name, job.epochs), num_samples=1000,
                 time_budget_s=seconds), run_config=tune.RunConfig(name=name, storage_path=str(storage), verbose=0)
             ).fit()
             wall = time.perf_counter() - t0

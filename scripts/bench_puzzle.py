@@ -55,7 +55,9 @@ def _reinit(model: nn.Module, seed: int) -> nn.Module:
 
 
 def _from_scratch(run: PuzzleRun, ids: list[str], lib: Library, images: int, seed: int) -> dict[str, Any]:
-    from studentnas.distill.trainer import Batches, TrainConfig, train
+    from studentnas.distill.batches import Batches
+    from studentnas.distill.train_config import TrainConfig
+    from studentnas.distill.trainer import train
     from studentnas.puzzle.realise import realise
     from studentnas.puzzle.samples import bld_image_set
 

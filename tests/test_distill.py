@@ -23,8 +23,9 @@ import studentnas as sn
 from studentnas.cli.main import main
 from studentnas.data.images import load_images
 from studentnas.data.teachers import load_teacher
+from studentnas.distill.batches import Batches
+from studentnas.distill.evaluation import evaluate
 from studentnas.distill.journal import TrialJournal
-from studentnas.distill.trainer import Batches, evaluate
 from studentnas.distill.trial import FAIL_ENV
 from studentnas.engine.export import load_student, read_student_meta, space_from_config
 from studentnas.engine.parallel import worker_node
@@ -173,7 +174,7 @@ def error_line(capsys, *args: str) -> str:
 
 
 def test_choose_students_by_top_or_ids(searched: Path) -> None:
-    from studentnas.distill.tune import choose_students
+    from studentnas.distill.prepare import choose_students
 
     run = sn.load_run(searched)
     front = run.pareto
@@ -234,6 +235,7 @@ def test_no_free_cpus_is_an_error_not_a_hang(run_dir: Path, monkeypatch) -> None
     import ray
 
     import studentnas.distill.tune as tune_mod
+    from studentnas.distill.experiment import PENDING_TIMEOUT_ENV
 
     ray.init(address="local", num_cpus=1, include_dashboard=False, logging_level="ERROR")
     try:
@@ -245,8 +247,8 @@ def test_no_free_cpus_is_an_error_not_a_hang(run_dir: Path, monkeypatch) -> None
                   "quiet": True}
         with pytest.raises(sn.BadInputError, match="the Ray cluster has no free CPUs"):
             sn.distill.distill(run_dir, "fashion-mnist", **kwargs)
-        monkeypatch.setattr(tune_mod, "_check_cluster", lambda need: None)  # the CPU goes after the check
-        monkeypatch.setenv(tune_mod.PENDING_TIMEOUT_ENV, "3")
+        monkeypatch.setattr(tune_mod, "check_cluster", lambda need: None)  # the CPU goes after the check
+        monkeypatch.setenv(PENDING_TIMEOUT_ENV, "3")
         with pytest.raises(sn.StudentNASError, match="no trial could start within 3 s"):
             sn.distill.distill(run_dir, "fashion-mnist", resume=True, **kwargs)
         ray.cancel(holder, force=True)

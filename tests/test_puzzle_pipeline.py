@@ -88,7 +88,7 @@ def test_exported_student_reloads_with_the_same_outputs(resnet_run: Path) -> Non
     again = load_puzzle_student(path)
     x = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
     assert torch.equal(student(x), again(x))
-    assert meta["kind"] == "puzzle" and len(meta["replacements"]) >= 1
+    assert meta["kind"] == "puzzle-student" and len(meta["replacements"]) >= 1
     assert sum(r["end"] - r["start"] for r in meta["replacements"]) == 8  # covers every parent layer once
 
 
@@ -114,7 +114,7 @@ def test_global_kd_is_one_trial_of_studentnas_distill_on_the_mip_student(resnet_
 
 
 def test_every_selection_is_a_run_directory_that_distill_reads(resnet_run: Path) -> None:
-    from studentnas.distill.tune import choose_students
+    from studentnas.distill.prepare import choose_students
     from studentnas.engine.export import space_from_config
     from studentnas.puzzle.realise import realise
     from studentnas.engine.rundir import Run

@@ -23,16 +23,12 @@ from studentnas import get_space
 from studentnas.core.errors import BadInputError
 from studentnas.data.images import load_images
 from studentnas.data.teachers import load_teacher
+from studentnas.distill.batches import Batches, holdout_split
+from studentnas.distill.evaluation import evaluate
 from studentnas.distill.search_space import SearchSpace
-from studentnas.distill.trainer import (
-    Batches,
-    TrainConfig,
-    cached_teacher_logits,
-    evaluate,
-    holdout_split,
-    loss_specs,
-    train,
-)
+from studentnas.distill.teacher_cache import cached_teacher_logits
+from studentnas.distill.train_config import TrainConfig, loss_specs
+from studentnas.distill.trainer import train
 
 SIZE = (3, 16, 16)
 MEAN, STD = (0.5, 0.5, 0.5), (0.25, 0.25, 0.25)

@@ -15,7 +15,7 @@ from studentnas.core.errors import BadInputError
 from studentnas.data.images import ImageSet, stratified_indices, to_tensor
 
 
-def _seed_of(*parts: object) -> int:
+def seed_of(*parts: object) -> int:
     """A 63-bit seed derived from ``parts`` (stable across processes and platforms)."""
     return int(hashlib.sha256(":".join(map(str, parts)).encode()).hexdigest()[:15], 16)
 
@@ -63,7 +63,7 @@ class Batches:
 
     def epoch(self, epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
         """(indices into the data, images N x C x H x W, labels) for each batch of ``epoch``."""
-        gen = torch.Generator().manual_seed(_seed_of("batches", self.seed, epoch))
+        gen = torch.Generator().manual_seed(seed_of("batches", self.seed, epoch))
         order = torch.randperm(len(self.data), generator=gen) if self.shuffle else torch.arange(len(self.data))
         for start in range(0, self.num_images, self.batch_size):
             index = order[start : start + self.batch_size]
@@ -92,7 +92,7 @@ def holdout_split(data: ImageSet, fraction: float, seed: int) -> tuple[ImageSet,
     if n_val >= len(data):
         raise BadInputError(f"validation fraction {fraction} of {len(data)} images leaves none to train on; "
                             "use more images or a smaller --val-fraction")
-    val = np.sort(stratified_indices(data.labels, n_val, _seed_of("holdout", seed) % 2**32))
+    val = np.sort(stratified_indices(data.labels, n_val, seed_of("holdout", seed) % 2**32))
     keep = np.setdiff1d(np.arange(len(data)), val)
 
     def part(index: np.ndarray, what: str) -> ImageSet:

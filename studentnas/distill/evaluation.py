@@ -11,7 +11,12 @@ from torch import nn
 from studentnas.distill.batches import Batches
 
 
-def _topk_correct(logits: torch.Tensor, labels: torch.Tensor, k: int) -> int:
+def topk_correct(logits: torch.Tensor, labels: torch.Tensor, k: int) -> int:
+    """How many rows of ``logits`` rank their label among the top ``min(k, classes)``.
+
+    >>> topk_correct(torch.tensor([[0.1, 0.9], [0.8, 0.2]]), torch.tensor([1, 1]), 1)
+    1
+    """
     k = min(k, logits.shape[1])
     return int((logits.topk(k, dim=1).indices == labels[:, None]).any(dim=1).sum())
 
@@ -39,8 +44,8 @@ def evaluate(model: nn.Module, batches: Batches) -> dict[str, float]:
         for _, x, y in batches.epoch(0):
             logits = model(x.contiguous(memory_format=torch.channels_last))
             loss += float(F.cross_entropy(logits, y, reduction="sum"))
-            top1 += _topk_correct(logits, y, 1)
-            top5 += _topk_correct(logits, y, 5)
+            top1 += topk_correct(logits, y, 1)
+            top5 += topk_correct(logits, y, 5)
             n += len(y)
     finally:
         model.train(was_training)

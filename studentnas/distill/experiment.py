@@ -12,10 +12,10 @@ from pathlib import Path
 from typing import Any
 
 from studentnas.core.errors import StudentNASError
-from studentnas.distill.batches import _seed_of
+from studentnas.distill.batches import seed_of
 from studentnas.distill.journal import TrialJournal
-from studentnas.distill.journal_callback import _journal_callback
-from studentnas.distill.prepare import JOURNAL, _Prepared
+from studentnas.distill.journal_callback import journal_callback
+from studentnas.distill.prepare import JOURNAL, Prepared
 from studentnas.distill.search_space import SearchSpace
 from studentnas.distill.trial import METRIC, TrialJob, run_trial
 
@@ -23,7 +23,8 @@ PENDING_TIMEOUT_ENV = "STUDENTNAS_DISTILL_PENDING_TIMEOUT"
 DEFAULT_PENDING_TIMEOUT_S = 300.0
 
 
-def _scheduler(name: str, epochs: int) -> Any:
+def make_scheduler(name: str, epochs: int) -> Any:
+    """The Ray Tune trial scheduler ``name`` (a key of :data:`SCHEDULERS`) for trials of ``epochs`` epochs."""
     return SCHEDULERS[name](epochs)
 
 
@@ -55,8 +56,8 @@ def _experiment_name(tune_dir: Path, student: str, mode: str) -> str:
     return name
 
 
-def _searcher(space: SearchSpace, mode: str, seed: int, student: str,
-              done: list[dict[str, Any]]) -> tuple[Any, list[str]]:
+def make_searcher(space: SearchSpace, mode: str, seed: int, student: str,
+                  done: list[dict[str, Any]]) -> tuple[Any, list[str]]:
     """Optuna TPE over the tunable parameters, told the journal's finished trials first (None: nothing to tune)."""
     from ray.tune.search.optuna import OptunaSearch
 
@@ -70,7 +71,7 @@ def _searcher(space: SearchSpace, mode: str, seed: int, student: str,
         # The sampler's seed includes how many trials finished before: a resumed study must not draw the
         # same random start-up points again (TPE's first trials are random draws from its own RNG).
         searcher = OptunaSearch(space=dists, metric=METRIC, mode="max",
-                                seed=_seed_of("optuna", seed, student, mode, len(done)) % 2**31)
+                                seed=seed_of("optuna", seed, student, mode, len(done)) % 2**31)
         for row in done:
             params = {k: row["config"][k] for k in dists if k in row.get("config", {})}
             if len(params) != len(dists):
@@ -83,26 +84,31 @@ def _searcher(space: SearchSpace, mode: str, seed: int, student: str,
     return searcher, list(dists)
 
 
-def _run_experiment(prep: _Prepared, job: TrialJob, trials: int, scheduler: str, resources: dict[str, float],
-                    max_failures: int, quiet: bool, say: Callable[[str], None]) -> None:
+def run_experiment(prep: Prepared, job: TrialJob, trials: int, scheduler: str, resources: dict[str, float],
+                   max_failures: int, quiet: bool, say: Callable[[str], None]) -> None:
+    """Run the trials of ``job`` (one student, one mode) still missing from the journal, up to ``trials`` in all.
+
+    Each finished trial is written to ``RUN/distill/trials.jsonl`` as Tune reports it; a
+    :class:`~studentnas.core.errors.StudentNASError` raised inside Tune is re-raised as itself.
+    """
     from ray import tune
 
     journal = TrialJournal(prep.folder / JOURNAL)
     done = journal.rows(job.student, job.mode)
     if len(done) >= trials:
         return
-    searcher, params = _searcher(prep.space, job.mode, job.seed, job.student, done)
+    searcher, params = make_searcher(prep.space, job.mode, job.seed, job.student, done)
     tune_dir = prep.folder / "tune"
     name = _experiment_name(tune_dir, job.student, job.mode)
     say(f"{job.student} [{job.mode}]: {trials - len(done)} trial(s) to run ({len(done)} finished before), "
         f"{job.epochs} epoch(s) each, scheduler {scheduler}, experiment {tune_dir / name}")
     timeout = float(os.environ.get(PENDING_TIMEOUT_ENV, DEFAULT_PENDING_TIMEOUT_S))
-    callback = _journal_callback(journal, job, name, prep.folder, params, timeout, say, trials)
+    callback = journal_callback(journal, job, name, prep.folder, params, timeout, say, trials)
     trainable = tune.with_resources(tune.with_parameters(run_trial, job=job),
                                     {k: v for k, v in resources.items() if v > 0})
     tuner = tune.Tuner(
         trainable,
-        tune_config=tune.TuneConfig(search_alg=searcher, scheduler=_scheduler(scheduler, job.epochs),
+        tune_config=tune.TuneConfig(search_alg=searcher, scheduler=make_scheduler(scheduler, job.epochs),
                                     num_samples=trials - len(done), reuse_actors=False,
                                     trial_dirname_creator=_trial_dirname),
         run_config=tune.RunConfig(name=name, storage_path=str(tune_dir.resolve()), verbose=0,

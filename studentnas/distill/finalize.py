@@ -1,5 +1,5 @@
 """The end of a student's distillation: its best trial evaluated on the test split and exported with
-its sidecar (:func:`_finalize`), its cost, and the skeleton of ``RUN/distill/results.json``.
+its sidecar (:func:`finalize_student`), its cost, and the skeleton of ``RUN/distill/results.json``.
 """
 
 from __future__ import annotations
@@ -13,12 +13,13 @@ from studentnas.core.candidate import Candidate
 from studentnas.distill.batches import Batches
 from studentnas.distill.evaluation import evaluate
 from studentnas.distill.journal import TrialJournal, best_row
-from studentnas.distill.prepare import JOURNAL, _Prepared
+from studentnas.distill.prepare import JOURNAL, Prepared
 from studentnas.distill.trainer import CHECKPOINT
 from studentnas.distill.trial import TrialJob
 
 
-def _student_cost(space: Any, cand: Candidate, input_size: tuple[int, int, int], num_classes: int) -> dict[str, Any]:
+def student_cost(space: Any, cand: Candidate, input_size: tuple[int, int, int], num_classes: int) -> dict[str, Any]:
+    """The student's MACs and parameters (``space.cost``) and its measured batch-1 latency in ms."""
     from studentnas.hardware.latency import LatencyMeter
 
     cost = space.cost(cand.arch, input_size, num_classes)
@@ -26,10 +27,10 @@ def _student_cost(space: Any, cand: Candidate, input_size: tuple[int, int, int],
     return {"macs": cost.macs, "params": cost.params, "latency_ms": latency}
 
 
-def _finalize(prep: _Prepared, cand: Candidate, mode: str, job: TrialJob, trials: int,
-              cost: dict[str, Any]) -> dict[str, Any] | None:
+def finalize_student(prep: Prepared, cand: Candidate, mode: str, job: TrialJob, trials: int,
+                     cost: dict[str, Any]) -> dict[str, Any] | None:
     """Evaluate the best trial on the test split and export it; the student's entry in results.json."""
-    from studentnas.engine.export import write_student
+    from studentnas.runfiles.models import write_model
 
     rows = TrialJournal(prep.folder / JOURNAL).rows(cand.id, mode)
     best = best_row(rows, job.epochs)
@@ -51,7 +52,7 @@ def _finalize(prep: _Prepared, cand: Candidate, mode: str, job: TrialJob, trials
              "val_top1": best["val_top1"], "best_config": best["config"], "train_config": train_config,
              "trial_id": best["trial_id"], "experiment": best["experiment"], "file": str(out)}
     meta = {
-        "format": 1, "space": run_cfg["space"], "arch": cand.arch.to_dict(), "label": str(cand.arch),
+        "space": run_cfg["space"], "arch": cand.arch.to_dict(), "label": str(cand.arch),
         "cost": cost, "scores": dict(cand.scores), "num_classes": job.num_classes, "input_size": list(prep.input_size),
         "teacher": prep.teacher.name, "run": str(prep.run.path), "seed": job.seed,
         "macs": cost["macs"], "params": cost["params"], "latency_ms": cost["latency_ms"],
@@ -60,11 +61,12 @@ def _finalize(prep: _Prepared, cand: Candidate, mode: str, job: TrialJob, trials
                     "classes": prep.settings["classes"], "epochs": job.epochs, "teacher_test_top1":
                     prep.teacher_test.get("top1"), "teacher_checkpoint": prep.teacher.checkpoint},
     }
-    write_student(out, model.to(memory_format=torch.contiguous_format), meta)
+    write_model(out, model.to(memory_format=torch.contiguous_format), meta, kind="student")
     return entry
 
 
-def _results_skeleton(prep: _Prepared, modes: list[str], trials: int, scheduler: str) -> dict[str, Any]:
+def results_skeleton(prep: Prepared, modes: list[str], trials: int, scheduler: str) -> dict[str, Any]:
+    """``RUN/distill/results.json`` before any student is finished: status, teacher, data, settings."""
     return {"status": "running", "teacher": {"name": prep.teacher.name, "checkpoint": prep.teacher.checkpoint,
                                              "test_top1": prep.teacher_test.get("top1"),
                                              "test_top5": prep.teacher_test.get("top5")},

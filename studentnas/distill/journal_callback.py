@@ -17,8 +17,10 @@ from studentnas.distill.journal import TrialJournal
 from studentnas.distill.trial import TrialJob
 
 
-def _journal_callback(journal: TrialJournal, job: TrialJob, experiment: str, folder: Path, params: list[str],
-                      pending_timeout: float, say: Callable[[str], None], trials: int) -> Any:
+def journal_callback(journal: TrialJournal, job: TrialJob, experiment: str, folder: Path, params: list[str],
+                     pending_timeout: float, say: Callable[[str], None], trials: int) -> Any:
+    """A ``ray.tune.Callback`` that journals each finished trial of ``experiment`` and gives up when no trial
+    starts within ``pending_timeout`` seconds."""
     from ray.tune import Callback
 
     class JournalCallback(Callback):

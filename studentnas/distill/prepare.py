@@ -1,6 +1,6 @@
 """The inputs of ``studentnas distill``, read and checked before Ray starts: the students to distil
 (:func:`choose_students`), the teacher, the train/validation/test splits and the settings a resume
-must match, gathered in one :class:`_Prepared`; and the names of the files in ``RUN/distill``.
+must match, gathered in one :class:`Prepared`; and the names of the files in ``RUN/distill``.
 """
 
 from __future__ import annotations
@@ -27,7 +27,12 @@ IDENTITY = ("students", "baseline", "data", "train_images", "test_images", "val_
             "seed", "augment", "search_space", "input_size", "teacher_checkpoint_sha256")
 
 
-def _positive(value: Any, flag: str, example: str) -> int:
+def require_positive(value: Any, flag: str, example: str) -> int:
+    """``value`` if it is a whole number >= 1; a :class:`BadInputError` naming ``flag`` and an ``example`` otherwise.
+
+    >>> require_positive(3, "--top", "3")
+    3
+    """
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise BadInputError(f"{flag} {value!r}: must be a whole number >= 1; e.g. {flag} {example}")
     return value
@@ -53,7 +58,7 @@ def choose_students(run: Run, top: int | None, ids: Sequence[str] | str | None) 
         raise BadInputError(f"run '{run.path}' has no Pareto front (no scored candidate in "
                             f"{run.path / 'candidates.jsonl'}); finish the search first (studentnas search ... --out "
                             f"{run.path} --resume) or pass a run that has one")
-    top = 1 if top is None else _positive(top, "--top", "3")
+    top = 1 if top is None else require_positive(top, "--top", "3")
     if top > len(front):
         raise BadInputError(f"--top {top} is larger than the Pareto front of '{run.path}', which has {len(front)} "
                             f"student{'s' if len(front) != 1 else ''}; use --top {len(front)} or fewer, or --ids")
@@ -61,7 +66,9 @@ def choose_students(run: Run, top: int | None, ids: Sequence[str] | str | None) 
 
 
 @dataclass
-class _Prepared:
+class Prepared:
+    """The checked inputs of one ``distill`` call: run, students, teacher, splits and the settings file's content."""
+
     run: Run
     students: list[Candidate]
     space: SearchSpace
@@ -98,9 +105,10 @@ def _check_classes(train: ImageSet, teacher: Teacher, spec: str) -> None:
             "it with --teacher-checkpoint")
 
 
-def _prepare(run: Run, students: list[Candidate], space: SearchSpace, *, data: str, epochs: int, batch_size: int,
-             train_images: int | None, test_images: int | None, val_fraction: float, seed: int, augment: bool,
-             baseline: bool, resume: bool, teacher_checkpoint: str | Path | None) -> _Prepared:
+def prepare(run: Run, students: list[Candidate], space: SearchSpace, *, data: str, epochs: int, batch_size: int,
+            train_images: int | None, test_images: int | None, val_fraction: float, seed: int, augment: bool,
+            baseline: bool, resume: bool, teacher_checkpoint: str | Path | None) -> Prepared:
+    """Load the teacher and the splits and check a resume against ``RUN/distill/distill.json`` (nothing written)."""
     folder = run.path / DISTILL_DIR
     if (folder / SETTINGS).is_file() and not resume:
         raise BadInputError(f"'{folder}' already holds a distillation; pass --resume to continue it, or remove "
@@ -125,9 +133,10 @@ def _prepare(run: Run, students: list[Candidate], space: SearchSpace, *, data: s
         if diffs:
             raise BadInputError(f"cannot resume '{folder}': {'; '.join(diffs)}; rerun with the same settings or remove "
                                 f"'{folder}' to start again")
-    return _Prepared(run=run, students=students, space=space, teacher=teacher, input_size=input_size,
+    return Prepared(run=run, students=students, space=space, teacher=teacher, input_size=input_size,
                      train=train, val=val, test=test, settings=settings, folder=folder)
 
 
-def _teacher_id(teacher: Teacher) -> str | None:
+def teacher_id(teacher: Teacher) -> str | None:
+    """The key of the teacher-logit cache: the checkpoint's hash, ``pretrained:NAME``, or None (untrained)."""
     return teacher.checkpoint_sha256 or (f"pretrained:{teacher.name}" if teacher.trained else None)

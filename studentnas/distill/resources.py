@@ -97,7 +97,7 @@ def check_resources(need: dict[str, float], nodes: Sequence[dict[str, float]], a
                                 "--resources-per-trial")
 
 
-def _connect(address: str | None, cpus: int | None) -> bool:
+def connect_ray(address: str | None, cpus: int | None) -> bool:
     """Start a local Ray (``cpus`` CPUs, default all) or join ``address``; True if this call started it.
 
     Every worker runs the torchvision shim first (``worker_process_setup_hook``), as in ``search``.
@@ -114,7 +114,8 @@ def _connect(address: str | None, cpus: int | None) -> bool:
     return True
 
 
-def _check_cluster(need: dict[str, float]) -> None:
+def check_cluster(need: dict[str, float]) -> None:
+    """:func:`check_resources` against the connected Ray cluster's alive nodes and free resources."""
     import ray
 
     nodes = [n.get("Resources", {}) for n in ray.nodes() if n.get("Alive")]

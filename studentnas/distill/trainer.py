@@ -40,18 +40,13 @@ from torch import nn
 
 from studentnas.core.errors import BadInputError
 from studentnas.data.images import to_tensor
-from studentnas.distill.batches import Batches, _seed_of, holdout_split
-from studentnas.distill.evaluation import _topk_correct, evaluate
+from studentnas.distill.batches import Batches, seed_of
+from studentnas.distill.evaluation import evaluate, topk_correct
 from studentnas.distill.objective import build_objective, model_outputs
-from studentnas.distill.teacher_cache import cached_teacher_logits
-from studentnas.distill.train_config import TrainConfig, available_losses, loss_kinds, loss_parameters, loss_specs
+from studentnas.distill.train_config import TrainConfig, loss_kinds
 from studentnas.runfiles.atomic import write_atomic
 
 CHECKPOINT = "trainer.pt"
-
-# Re-exported: their homes are batches, evaluation, teacher_cache and train_config; these paths keep working.
-__all__ = ["CHECKPOINT", "Batches", "EpochHook", "TrainConfig", "TrainResult", "available_losses",
-           "cached_teacher_logits", "evaluate", "holdout_split", "loss_parameters", "loss_specs", "train"]
 
 
 @dataclass
@@ -148,7 +143,7 @@ def train(student: nn.Module, train_batches: Batches, val_batches: Batches | Non
     run_teacher = teacher if teacher_runs else None
     for epoch in range(start, config.epochs):
         with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(_seed_of("epoch", config.seed, epoch))
+            torch.manual_seed(seed_of("epoch", config.seed, epoch))
             stats = _train_epoch(student, train_batches, epoch, objective, kinds, optimizer, schedule,
                                  run_teacher, teacher_logits if use_cache else None)
         stats.update(epoch=epoch + 1, teacher_cached=use_cache)
@@ -198,7 +193,7 @@ def _train_epoch(student: nn.Module, batches: Batches, epoch: int, objective: nn
         sums["loss"] = sums.get("loss", 0.0) + float(loss.detach()) * n
         for name, value in parts.items():
             sums[name] = sums.get(name, 0.0) + float(value) * n
-        correct += _topk_correct(s_out.logits.detach(), y, 1)
+        correct += topk_correct(s_out.logits.detach(), y, 1)
         seen += n
     seconds = time.perf_counter() - t0
     stats: dict[str, Any] = {f"train_{k}": v / seen for k, v in sums.items()}

@@ -52,19 +52,15 @@ from studentnas.core.errors import BadInputError
 from studentnas.data import images as data_mod
 from studentnas.distill.batches import Batches
 from studentnas.distill.evaluation import evaluate
-from studentnas.distill.experiment import PENDING_TIMEOUT_ENV, SCHEDULERS, _run_experiment
-from studentnas.distill.finalize import _finalize, _results_skeleton, _student_cost
-from studentnas.distill.prepare import RESULTS, SETTINGS, _positive, _prepare, _teacher_id, choose_students
-from studentnas.distill.resources import _check_cluster, _connect, check_resources, parse_resources
+from studentnas.distill.experiment import SCHEDULERS, run_experiment
+from studentnas.distill.finalize import finalize_student, results_skeleton, student_cost
+from studentnas.distill.prepare import RESULTS, SETTINGS, choose_students, prepare, require_positive, teacher_id
+from studentnas.distill.resources import check_cluster, connect_ray, parse_resources
 from studentnas.distill.search_space import MODES, SearchSpace
 from studentnas.distill.teacher_cache import cached_teacher_logits
 from studentnas.distill.trial import FAIL_ENV, TrialJob
 from studentnas.engine.rundir import Run
 from studentnas.runfiles.atomic import write_json_atomic
-
-# Re-exported from their homes (prepare, resources, experiment) so that these paths keep working.
-__all__ = ["PENDING_TIMEOUT_ENV", "SCHEDULERS", "DistillResult", "check_resources", "choose_students", "distill",
-           "parse_resources"]
 
 
 def _validate(run: str | Path, data: str | None, top: int | None, ids: Sequence[str] | str | None, epochs: int,
@@ -75,9 +71,9 @@ def _validate(run: str | Path, data: str | None, top: int | None, ids: Sequence[
 
     the_run = Run(run)
     students = choose_students(the_run, top, ids)
-    _positive(epochs, "--epochs", "10")
-    _positive(trials, "--trials", "8")
-    _positive(batch_size, "--batch-size", "64")
+    require_positive(epochs, "--epochs", "10")
+    require_positive(trials, "--trials", "8")
+    require_positive(batch_size, "--batch-size", "64")
     if isinstance(max_failures, bool) or not isinstance(max_failures, int) or max_failures < 0:
         raise BadInputError(f"--max-failures {max_failures!r}: must be a whole number >= 0, e.g. 2")
     if scheduler not in SCHEDULERS:
@@ -118,20 +114,21 @@ def distill(run: str | Path, data: str | None, *, top: int | None = None, ids: S
     Example::
 
         >>> from studentnas.distill import distill
-        >>> res = distill("runs/r1", "fashion-mnist", top=2, epochs=10, trials=8, baseline=True)  # doctest: +SKIP
-        >>> res.results["students"][0]["kd_gain"]  # doctest: +SKIP
+        >>> res = distill("runs/r1", "fashion-mnist", top=2, epochs=10, trials=8,
+        ...               baseline=True)  # minutes on Ray  # doctest: +SKIP
+        >>> res.results["students"][0]["kd_gain"]  # the tuning above  # doctest: +SKIP
     """
     say = sayer(quiet, prefix="distill: ")
     the_run, students, space, resources = _validate(run, data, top, ids, epochs, trials, search_space, scheduler,
                                                     ray_address, resources_per_trial, batch_size, val_fraction,
                                                     max_failures)
-    prep = _prepare(the_run, students, space, data=data, epochs=epochs, batch_size=batch_size,
-                    train_images=train_images, test_images=test_images, val_fraction=val_fraction, seed=seed,
-                    augment=augment, baseline=baseline, resume=resume, teacher_checkpoint=teacher_checkpoint)
+    prep = prepare(the_run, students, space, data=data, epochs=epochs, batch_size=batch_size,
+                   train_images=train_images, test_images=test_images, val_fraction=val_fraction, seed=seed,
+                   augment=augment, baseline=baseline, resume=resume, teacher_checkpoint=teacher_checkpoint)
     modes = [m for m in MODES if m == "kd" or baseline]
-    owns_ray = _connect(ray_address, cpus)
+    owns_ray = connect_ray(ray_address, cpus)
     try:
-        _check_cluster(resources)
+        check_cluster(resources)
         prep.folder.mkdir(parents=True, exist_ok=True)
         write_json_atomic(prep.folder / SETTINGS, prep.settings)
         mean, std = prep.teacher.mean, prep.teacher.std
@@ -142,10 +139,10 @@ def distill(run: str | Path, data: str | None, *, top: int | None = None, ids: S
             t0 = time.perf_counter()
             prep.teacher_logits, hit = cached_teacher_logits(
                 prep.teacher.model, Batches(prep.train, prep.input_size, mean, std, batch_size),
-                prep.folder / "teacher_logits", _teacher_id(prep.teacher), data)
+                prep.folder / "teacher_logits", teacher_id(prep.teacher), data)
             say(f"teacher logits for {len(prep.train)} training images: {'read from' if hit else 'written to'} "
                 f"the cache in {time.perf_counter() - t0:.1f} s")
-        results = _results_skeleton(prep, modes, trials, scheduler)
+        results = results_skeleton(prep, modes, trials, scheduler)
         from studentnas.engine.export import space_from_config
 
         the_space = space_from_config(the_run.config["space"])
@@ -159,11 +156,11 @@ def distill(run: str | Path, data: str | None, *, top: int | None = None, ids: S
                     augment=augment, teacher=prep.teacher.model if mode == "kd" else None,
                     teacher_logits=prep.teacher_logits if mode == "kd" else None,
                     fail_once=os.environ.get(FAIL_ENV))
-                _run_experiment(prep, jobs[mode], trials, scheduler, resources, max_failures, quiet, say)
-            cost = _student_cost(the_space, cand, prep.input_size, len(prep.train.classes))
+                run_experiment(prep, jobs[mode], trials, scheduler, resources, max_failures, quiet, say)
+            cost = student_cost(the_space, cand, prep.input_size, len(prep.train.classes))
             entry: dict[str, Any] = {"id": cand.id, "label": str(cand.arch), **cost, "scores": dict(cand.scores)}
             for mode in modes:
-                entry[mode] = _finalize(prep, cand, mode, jobs[mode], trials, cost)
+                entry[mode] = finalize_student(prep, cand, mode, jobs[mode], trials, cost)
             kd, ce = entry.get("kd") or {}, entry.get("ce") or {}
             if "test_top1" in kd and "test_top1" in ce:
                 entry["kd_gain"] = kd["test_top1"] - ce["test_top1"]

@@ -43,7 +43,7 @@ from torch import nn
 from studentnas.core.errors import BadInputError
 from studentnas.distill.losses.base import LOSSES, AttentionQKV, DistillLoss, ModelOutputs, pick
 
-__all__ = ["RELATIONS", "AttentionQKV", "MiniLMLoss", "capture_attention", "relation_log_probs"]
+__all__ = ["RELATIONS", "MiniLMLoss", "capture_attention", "relation_log_probs"]
 
 RELATIONS = ("qk", "vv", "qq", "kk")
 
@@ -76,7 +76,7 @@ def _check_qkv(x: Any, role: str) -> AttentionQKV:
     return AttentionQKV(q, k, v)
 
 
-@LOSSES.register("minilm")
+@LOSSES.register()
 class MiniLMLoss(DistillLoss):
     """MiniLM self-attention distillation: KL of the attention and value relations of one layer.
 
