@@ -29,7 +29,7 @@ def _cost_pair() -> tuple[tuple[nn.Module, ProxyContext], tuple[nn.Module, Proxy
     return (wide, ctx.for_candidate(Cost(macs=32, params=36))), (narrow, ctx.for_candidate(Cost(macs=16, params=18)))
 
 
-@PROXIES.register("params")
+@PROXIES.register()
 class ParamsProxy(Proxy):
     """Number of parameters in millions."""
 
@@ -45,7 +45,7 @@ class ParamsProxy(Proxy):
         return _cost_pair()
 
 
-@PROXIES.register("macs")
+@PROXIES.register()
 class MacsProxy(Proxy):
     """Multiply-accumulates (papers' FLOPs) of one image, in millions."""
 

@@ -165,7 +165,7 @@ def teacher_copy_pair() -> tuple[tuple[nn.Module, ProxyContext], tuple[nn.Module
     return (copy.deepcopy(teacher), ctx_same), (tiny_net(1), ctx_other)
 
 
-@PROXIES.register("diswot_semantic")
+@PROXIES.register()
 class DisWOTSemanticProxy(Proxy):
     """-d_sem: the class-wise channel correlation of classifier gradients, student vs teacher.
 
@@ -206,7 +206,7 @@ class DisWOTSemanticProxy(Proxy):
         return f"{type(self).__name__}(fallback={self.fallback!r}, always_fallback={self.always_fallback})"
 
 
-@PROXIES.register("diswot_relation")
+@PROXIES.register()
 class DisWOTRelationProxy(Proxy):
     """-d_rel: the row-normalised batch Gram of the pre-pool features, student vs teacher.
 
@@ -229,7 +229,7 @@ class DisWOTRelationProxy(Proxy):
         return teacher_copy_pair()
 
 
-@PROXIES.register("diswot")
+@PROXIES.register()
 class DisWOTProxy(Proxy):
     """DisWOT = -(w_sem * d_sem + w_rel * d_rel), from the passes ``diswot_semantic`` and
     ``diswot_relation`` share (asking for all three costs one student forward).
@@ -273,7 +273,7 @@ class DisWOTProxy(Proxy):
                 f"always_fallback={self.always_fallback})")
 
 
-@PROXIES.register("bn_log_scale")
+@PROXIES.register()
 class BNLogScaleProxy(Proxy):
     """The measure the DisWOT repository registers as 'diswot' (METHODS §1.6), which is NOT DisWOT.
 

@@ -100,7 +100,7 @@ class Calibration:
                    source=data.get("source", {}))
 
 
-@PROXIES.register("zc_ensemble")
+@PROXIES.register()
 class ZeroCostEnsembleProxy(Proxy):
     """Weighted mean percentile of member zero-cost proxies against NB201 reference cells (fitted on tune cells)."""
 

@@ -150,7 +150,7 @@ class _KDBackwardProxy(Proxy):
         return f"{type(self).__name__}(tau={self.tau})"
 
 
-@PROXIES.register("kd_snip")
+@PROXIES.register()
 class KDSnipProxy(_KDBackwardProxy):
     """snip with the KD loss: sum over conv/linear weights of |theta * dL_KD/dtheta|.
 
@@ -165,7 +165,7 @@ class KDSnipProxy(_KDBackwardProxy):
     _key = "snip"
 
 
-@PROXIES.register("kd_grad_norm")
+@PROXIES.register()
 class KDGradNormProxy(_KDBackwardProxy):
     """grad_norm with the KD loss: sum over conv/linear weights of the per-layer ||dL_KD/dW||_F.
 
@@ -180,7 +180,7 @@ class KDGradNormProxy(_KDBackwardProxy):
     _key = "grad_norm"
 
 
-@PROXIES.register("kd_fisher")
+@PROXIES.register()
 class KDFisherProxy(_KDBackwardProxy):
     """fisher with the KD loss, with Samsung/NASLib's broadcast of each channel's value over its weights.
 
@@ -195,7 +195,7 @@ class KDFisherProxy(_KDBackwardProxy):
     _key = "fisher"
 
 
-@PROXIES.register("ickd")
+@PROXIES.register()
 class ICKDProxy(Proxy):
     """-ICKD of the classifier-weight gradients: the DisWOT search code's inline score (METHODS §1.5).
 
@@ -222,7 +222,7 @@ class ICKDProxy(Proxy):
         return teacher_copy_pair()
 
 
-@PROXIES.register("kd_logits")
+@PROXIES.register()
 class KDLogitsProxy(Proxy):
     """-tau^2 KL(softmax(z_t/tau) || softmax(z_s/tau)) between the random teacher and student.
 
@@ -257,7 +257,7 @@ class KDLogitsProxy(Proxy):
         return f"{type(self).__name__}(tau={self.tau})"
 
 
-@PROXIES.register("kd_sp")
+@PROXIES.register()
 class KDSPProxy(DisWOTRelationProxy):
     """-similarity-preserving loss on the pre-pool maps: the same value as ``diswot_relation`` (and the
     same shared computation), registered under the name the KD-proxy literature uses.
@@ -310,7 +310,7 @@ def pair_stages(n_s: int, n_t: int) -> list[tuple[int, int]]:
     return [(-(-(i + 1) * n_s // k) - 1, -(-(i + 1) * n_t // k) - 1) for i in range(k)]
 
 
-@PROXIES.register("kd_at")
+@PROXIES.register()
 class KDATProxy(Proxy):
     """-attention transfer (p = 2) summed over paired stages of the random teacher and student.
 

@@ -57,7 +57,7 @@ def live_and_dead_pair(wrong_labels: bool = False) -> Pair:
     return (live, ctx), (dead, ctx)
 
 
-@PROXIES.register("synflow")
+@PROXIES.register()
 class SynflowProxy(Proxy):
     """SynFlow: sum over conv/linear weights of |theta * dR/dtheta|, R = sum of the outputs of the
     network with |weights|, no normalisation layers, float64, on one all-ones input; then NASLib's
@@ -94,7 +94,7 @@ class SynflowProxy(Proxy):
         return (full, ctx), (pruned, ctx)
 
 
-@PROXIES.register("snip")
+@PROXIES.register()
 class SnipProxy(Proxy):
     """SNIP: sum over conv/linear weights of |dL/dm| = |theta * g| (a ones-mask m on every weight),
     L the cross-entropy of the calibration batch. Shares the ``gradient`` pass. Sign: none, larger
@@ -119,7 +119,7 @@ class SnipProxy(Proxy):
         return live_and_dead_pair()
 
 
-@PROXIES.register("grad_norm")
+@PROXIES.register()
 class GradNormProxy(Proxy):
     """grad_norm: the sum over conv/linear layers of ||dL/dW||_F (per-layer norms summed, not one
     global norm). Shares the ``gradient`` pass. Sign: none, larger gradients are better.
@@ -143,7 +143,7 @@ class GradNormProxy(Proxy):
         return live_and_dead_pair()
 
 
-@PROXIES.register("plain")
+@PROXIES.register()
 class PlainProxy(Proxy):
     """plain: sum over conv/linear weights of theta * g, signed (the first-order estimate of
     L(theta) - L(0)). Shares the ``gradient`` pass. Known to predict accuracy poorly; kept for parity.
@@ -171,7 +171,7 @@ class PlainProxy(Proxy):
         return live_and_dead_pair(wrong_labels=True)
 
 
-@PROXIES.register("fisher")
+@PROXIES.register()
 class FisherProxy(Proxy):
     """Fisher: at every conv/linear output a with delta = dL/da, per channel
     Delta_c = 1/2 mean_n (sum_spatial a*delta)^2, each channel counted C_in*k_h*k_w times (Samsung/NASLib
@@ -198,7 +198,7 @@ class FisherProxy(Proxy):
         return live_and_dead_pair()
 
 
-@PROXIES.register("grasp")
+@PROXIES.register()
 class GraspProxy(Proxy):
     """GraSP (T=1, one iteration, NASLib): g0 = dL/dtheta, Hg0 by double backpropagation of
     z = sum g0 * g(theta); score = sum over conv/linear weights of -theta * Hg0, NASLib's value, where
@@ -237,7 +237,7 @@ class GraspProxy(Proxy):
         return (right, ctx), (zero, ctx)
 
 
-@PROXIES.register("l2_norm")
+@PROXIES.register()
 class L2NormProxy(Proxy):
     """l2_norm: the sum over conv/linear layers of ||W||_F. Data-free, no pass, reads the student itself.
     Sign: none, larger norms score higher (NASLib).

@@ -103,7 +103,7 @@ def epe_score(corr: torch.Tensor, labels: torch.Tensor, num_classes: int) -> flo
     return sum(abs(a - b) for a in scores for b in scores) / len(scores)
 
 
-@PROXIES.register("nwot")
+@PROXIES.register()
 class NwotProxy(Proxy):
     """NASWOT (v2): the log-determinant of the kernel K of ReLU activation codes over the batch.
 
@@ -138,7 +138,7 @@ class NwotProxy(Proxy):
         return (net, far.for_candidate(None)), (copy.deepcopy(net), near.for_candidate(None))
 
 
-@PROXIES.register("jacov")
+@PROXIES.register()
 class JacovProxy(Proxy):
     """Jacobian covariance (NASLib's ``jacob_cov``, the NASWOT-v1 score): with J_n = d(sum outputs)/dx_n
     and Sigma the N x N Pearson correlation of the rows of J, score = -sum_i [log(lambda_i + k) +
@@ -170,7 +170,7 @@ class JacovProxy(Proxy):
                 (copy.deepcopy(net), ProxyContext(_CORRELATED, labels, 2).for_candidate(None)))
 
 
-@PROXIES.register("epe_nas")
+@PROXIES.register()
 class EpeNasProxy(Proxy):
     """EPE-NAS: per class, the log of the absolute within-class correlation of the input Jacobians (see
     :func:`epe_score`; K is ``ctx.num_classes``). Shares the ``jacobian`` pass. Needs several samples

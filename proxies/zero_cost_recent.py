@@ -61,7 +61,7 @@ def _image_ctx(n: int = 8, size: int = 8) -> ProxyContext:
     return ProxyContext(images, torch.arange(n) % 2, 2).for_candidate(None)
 
 
-@PROXIES.register("zen")
+@PROXIES.register()
 class ZenProxy(Proxy):
     """Zen-NAS: log Delta + sum over BatchNorm2d layers of log sqrt(mean_c var_c), on a copy re-initialised
     with N(0,1) conv/linear weights, zero biases and unit BN scales.
@@ -123,7 +123,7 @@ class ZenProxy(Proxy):
         return (wide, _image_ctx()), (narrow, _image_ctx())
 
 
-@PROXIES.register("zico")
+@PROXIES.register()
 class ZicoProxy(Proxy):
     """ZiCo: sum over conv/linear layers of log sum_{std>0} mean|g| / std(g), the mean and (population)
     std of each weight's gradient taken across ``batches`` mini-batches (``ctx.images`` split in order
@@ -171,7 +171,7 @@ class ZicoProxy(Proxy):
         return live_and_dead_pair()
 
 
-@PROXIES.register("meco")
+@PROXIES.register()
 class MecoProxy(Proxy):
     """MeCo: the sum over ``nn.Conv2d`` layers of the minimum eigenvalue of the Pearson correlation
     matrix of the layer's output channels, after one train-mode forward of N(0,1) noise of the

@@ -194,7 +194,7 @@ def _check_size(size: tuple) -> tuple[int, int, int]:
     return tuple(int(v) for v in size)  # type: ignore[return-value]
 
 
-@SPACES.register("nb201")
+@SPACES.register()
 class NB201Space(GeneSpace):
     """NAS-Bench-201: six edge genes ``e0..e5``, each one of ``OPS``; 5**6 = 15,625 cells.
 

@@ -57,7 +57,7 @@ def _gene(layer: int) -> str:
     return f"L{layer:02d}"
 
 
-@SPACES.register("puzzle")
+@SPACES.register()
 class PuzzleSpace(GeneSpace):
     """Students assembled from a Puzzle replacement library (see the module docstring)."""
 

@@ -14,7 +14,7 @@ Example:
     >>> space = get_space("resnet")
     >>> r50 = space.named("resnet50")
     >>> round(space.cost(r50).gmacs, 2), round(space.cost(r50).mparams, 2)
-    (4.11, 25.56)
+    (4.09, 25.56)
 """
 
 from __future__ import annotations
@@ -113,7 +113,7 @@ def _conv_bn(cin: int, cout: int, k: int, stride: int, relu: bool = True, groups
     return [("conv", (cin, cout, k, stride, k // 2, groups)), ("bn", (cout,)), *([("relu", (True,))] if relu else [])]
 
 
-@SPACES.register("resnet")
+@SPACES.register()
 class ResNetSpace(GeneSpace):
     """timm ResNets with per-stage depth and width, block type, stem and bottleneck ratio.
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import doctest
 import math
 
 import pytest
@@ -15,20 +14,14 @@ import studentnas.scoring.similarity as similarity
 from studentnas import get_proxy, get_space
 from studentnas.core.errors import BadInputError
 from studentnas.core.proxy import ProxyContext
-from studentnas.proxies import diswot
 from studentnas.proxies.diswot import semantic_distance, semantic_mode
 from studentnas.scoring import passes as _passes
 from studentnas.scoring import teacher_student as _teacher_student
 from studentnas.scoring.similarity import batch_gram, class_gram_distance, ickd_distance, relation_distance
 from studentnas.scoring.teacher_student import TinyNet, example_context, tiny_net
+from studentnas.testing.proxies import LinearHead
 
 SUITE = ("diswot", "diswot_semantic", "diswot_relation")
-
-
-def test_doctests() -> None:
-    for module in (similarity, diswot, _teacher_student):
-        result = doctest.testmod(module)
-        assert result.failed == 0 and result.attempted > 0, module.__name__
 
 
 def test_relation_distance_on_2x2_features_by_hand() -> None:
@@ -87,28 +80,6 @@ def test_class_gram_fallback_by_hand_and_projection() -> None:
         semantic_distance(g_s, g_t, fallback="none")
     with pytest.raises(BadInputError, match="same number of classes"):
         semantic_distance(torch.ones(3, 2), torch.ones(2, 2))
-
-
-class LinearHead(nn.Module):
-    """features = the input; head = one linear layer (so dCE/dW can be written down)."""
-
-    def __init__(self, weight: torch.Tensor):
-        super().__init__()
-        self.fc = nn.Linear(weight.shape[1], weight.shape[0], bias=False)
-        with torch.no_grad():
-            self.fc.weight.copy_(weight)
-
-    def get_classifier(self) -> nn.Module:
-        return self.fc
-
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        return x
-
-    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
-        return x if pre_logits else self.fc(x)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc(x)
 
 
 def test_semantic_proxy_reads_the_cross_entropy_classifier_gradient() -> None:

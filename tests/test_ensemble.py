@@ -62,12 +62,3 @@ def test_bad_calibrations_are_one_line_errors(tmp_path: Path) -> None:
     broken.write_text("{not json")
     with pytest.raises(BadInputError, match="unreadable"):
         get_proxy("zc_ensemble", calibration=broken)
-
-
-def test_doctests() -> None:
-    import doctest
-
-    from studentnas.proxies import ensemble
-
-    result = doctest.testmod(ensemble)
-    assert result.attempted >= 2 and result.failed == 0

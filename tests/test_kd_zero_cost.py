@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import doctest
 import math
 
 import numpy as np
@@ -14,18 +13,13 @@ from torch import nn
 from studentnas import get_proxy, get_space
 from studentnas.core.errors import BadInputError
 from studentnas.core.proxy import ProxyContext
-from studentnas.proxies import kd_zero_cost
 from studentnas.proxies.kd_zero_cost import pair_stages
 from studentnas.scoring.similarity import attention_distance, hinton_kd
 from studentnas.scoring.teacher_student import example_context, tiny_net
+from studentnas.testing.proxies import LinearHead
 
 BACKWARD = ("kd_snip", "kd_grad_norm", "kd_fisher")
 ALL = (*BACKWARD, "ickd", "kd_logits", "kd_sp", "kd_at")
-
-
-def test_doctests() -> None:
-    result = doctest.testmod(kd_zero_cost)
-    assert result.failed == 0 and result.attempted > 0
 
 
 def test_hinton_kd_on_known_logits() -> None:
@@ -38,29 +32,6 @@ def test_hinton_kd_on_known_logits() -> None:
         pytest.approx(2 * math.log(4 / 3), rel=1e-12)
     with pytest.raises(ValueError, match="same number of classes"):
         hinton_kd(torch.zeros(1, 3), torch.zeros(1, 2))
-
-
-class LinearHead(nn.Module):
-    """features = the input; head = one bias-free linear layer, so every KD quantity can be written down."""
-
-    def __init__(self, weight: list[list[float]]):
-        super().__init__()
-        w = torch.tensor(weight)
-        self.fc = nn.Linear(w.shape[1], w.shape[0], bias=False)
-        with torch.no_grad():
-            self.fc.weight.copy_(w)
-
-    def get_classifier(self) -> nn.Module:
-        return self.fc
-
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        return x
-
-    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
-        return x if pre_logits else self.fc(x)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc(x)
 
 
 def test_kd_saliencies_by_hand() -> None:

@@ -150,16 +150,6 @@ def test_estimate_times_missing_layers_once_and_ranks_sizes(tmp_path: Path) -> N
     assert big > 2 * small  # 4.3x the MACs; a loaded machine must not flip that
 
 
-def test_doctests() -> None:
-    import doctest
-
-    from studentnas.hardware import breakdown, latency, latency_table
-
-    for module in (latency, latency_table, breakdown):
-        result = doctest.testmod(module)
-        assert result.failed == 0 and result.attempted > 0, module.__name__
-
-
 def test_stage_costs_by_hand() -> None:
     from studentnas.hardware.breakdown import stage_costs
 

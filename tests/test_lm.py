@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import doctest
 import json
 import math
 import os
@@ -30,15 +29,6 @@ def small_text(tmp_path: Path) -> Path:
     path = tmp_path / "science.txt"
     path.write_bytes(SCIENCE.read_bytes())
     return path
-
-
-def test_doctests() -> None:
-    import studentnas.lm as package
-    from studentnas.lm import corpus, model, train
-
-    for module in (package, model, corpus, train):
-        result = doctest.testmod(module)
-        assert result.failed == 0 and result.attempted > 0, module.__name__
 
 
 # ----------------------------------------------------------------------------------------------- model

@@ -82,13 +82,3 @@ def test_front_over_latency_leaves_out_unmeasured_candidates() -> None:
     assert [c.id for c in three] == [cands[0].id, cands[2].id, cands[1].id]  # 2 is cheaper in MACs than 0
     # (9 - s) / 2 and latency / 5 (the largest measured): (0, .6) and (1, .2), the latter on the reference
     assert math.isclose(hypervolume(cands, ["s", "latency"])[0], 0.4)
-
-
-def test_doctests() -> None:
-    import doctest
-
-    from studentnas.core import objectives, pareto
-
-    for module in (pareto, objectives):
-        result = doctest.testmod(module)
-        assert result.failed == 0 and result.attempted > 0, module.__name__

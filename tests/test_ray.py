@@ -8,7 +8,6 @@ search asks the same archs whatever the number of workers, so the two runs hold 
 
 from __future__ import annotations
 
-import doctest
 import json
 import os
 import secrets
@@ -176,15 +175,6 @@ def test_unreachable_ray_address_is_a_one_line_error_within_seconds(cli, tmp_pat
 def test_malformed_ray_address_names_the_accepted_forms(address: str) -> None:
     with pytest.raises(BadInputError, match=rf"--ray-address '{address}' is not auto, HOST:PORT or ray://HOST:PORT"):
         check_parallel(None, address)
-
-
-def test_doctests() -> None:
-    import studentnas.engine.evaluate
-    import studentnas.engine.parallel
-
-    for module in (studentnas.engine.parallel, studentnas.engine.evaluate):
-        result = doctest.testmod(module)
-        assert result.failed == 0 and result.attempted > 0, module.__name__
 
 
 def test_workers_below_one_is_bad_input() -> None:

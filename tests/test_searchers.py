@@ -176,14 +176,3 @@ def test_every_searcher_finds_a_better_front_than_random_on_a_synthetic_problem(
     ref = reference_point([c for rs in runs.values() for r in rs for c in r], ["s", "macs"])  # one for all
     mean = {name: float(np.mean([hypervolume(r, ["s", "macs"], ref)[0] for r in rs])) for name, rs in runs.items()}
     assert mean["nsga2"] > mean["random"] + 0.01 and mean["optuna-nsga2"] > mean["random"] + 0.01, mean
-
-
-def test_doctests() -> None:
-    import doctest
-
-    from studentnas.searchers import base, evolution, nsga2, optuna_search, random
-    from studentnas.testing import searchers
-
-    for module in (base, evolution, nsga2, optuna_search, random, searchers):
-        result = doctest.testmod(module)
-        assert result.failed == 0 and result.attempted > 0, module.__name__

@@ -4,7 +4,6 @@ the weighted objective, the teacher cache, and a teacher that loads through --te
 
 from __future__ import annotations
 
-import doctest
 import json
 import math
 from pathlib import Path
@@ -14,11 +13,6 @@ import pytest
 import timm
 import torch
 
-import studentnas.distill as distill_pkg
-import studentnas.distill.journal as journal_mod
-import studentnas.distill.search_space as search_space_mod
-import studentnas.distill.trainer as trainer_mod
-import studentnas.distill.tune as tune_mod
 from studentnas import get_space
 from studentnas.core.errors import BadInputError
 from studentnas.data.images import load_images
@@ -61,15 +55,6 @@ def batches(data, augment: bool = False, shuffle: bool = True) -> Batches:
 def same_weights(a: torch.nn.Module, b: torch.nn.Module) -> bool:
     sa, sb = a.state_dict(), b.state_dict()
     return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
-
-
-def test_doctests() -> None:
-    from studentnas.distill import batches, evaluation, objective, resources, teacher_cache, train_config
-
-    for module in (trainer_mod, search_space_mod, journal_mod, tune_mod, distill_pkg, batches, evaluation, objective,
-                   resources, teacher_cache, train_config):
-        result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
-        assert result.failed == 0 and result.attempted > 0, module.__name__
 
 
 def test_same_seed_same_weights_and_history(images) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import doctest
 import gc
 import math
 from dataclasses import replace
@@ -15,9 +14,7 @@ from torch import nn
 from studentnas import get_proxy, get_space
 from studentnas.core.errors import BadInputError
 from studentnas.core.proxy import ProxyContext
-from studentnas.proxies import zero_cost, zero_cost_activation, zero_cost_recent
 from studentnas.scoring import passes as _passes
-from studentnas.scoring import solo_passes as _solo_passes
 
 K = 1e-5  # the eigenvalue shift of jacov and epe_nas
 SUITE = ("synflow", "snip", "grasp", "fisher", "grad_norm", "plain", "l2_norm", "jacov", "nwot", "epe_nas",
@@ -57,12 +54,6 @@ def one_sample_ctx() -> ProxyContext:
 
 
 # ----------------------------------------------------------------------------------------------- by hand
-
-
-def test_doctests() -> None:
-    for module in (_passes, _solo_passes, zero_cost, zero_cost_activation, zero_cost_recent):
-        result = doctest.testmod(module)
-        assert result.failed == 0 and result.attempted > 0, module.__name__
 
 
 def test_gradient_proxies_by_hand() -> None:

@@ -41,8 +41,8 @@ from studentnas.core.errors import BadInputError
 from studentnas.data.images import ImageSet
 
 FOOLBOX_VERSION = "3.3.4"
+# PyPI's file, for the record: sha256 11049d515d38e765e206a73ace9cc648b81a0d6d1da9ad9057e149ee117989cb
 WHEEL_NAME = f"foolbox-{FOOLBOX_VERSION}-py3-none-any.whl"
-WHEEL_SHA256 = "11049d515d38e765e206a73ace9cc648b81a0d6d1da9ad9057e149ee117989cb"  # PyPI's file, for the record
 KINDS = ("cifar10", "cifar100")
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 CIFAR100_CLASSES = (

@@ -24,8 +24,8 @@ Example (a few seconds)::
 
     >>> import tempfile
     >>> res = bench_proxies(ground_truth="../shared/reference/nb201/nats_bench.csv", samples=4, batch_size=8,
-    ...                     proxies="nwot", out=tempfile.mkdtemp() + "/b.json", quiet=True)  # doctest: +SKIP
-    >>> sorted(res["summary"])  # doctest: +SKIP
+    ...                     proxies="nwot", out=tempfile.mkdtemp() + "/b.json", quiet=True)  # ~5 s  # doctest: +SKIP
+    >>> sorted(res["summary"])  # the bench above  # doctest: +SKIP
     ['macs', 'nwot', 'params']
 """
 
@@ -36,7 +36,6 @@ import math
 import os
 import platform
 import resource
-import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -53,7 +52,7 @@ from studentnas.bench.journal import Journal, journal_path, json_safe
 from studentnas.bench.proxy_suite import proxy_fingerprint, resolve_proxies, score_cell, teacher_proxies
 from studentnas.bench.published import load_published, published_name
 from studentnas.bench.summary import cell_split, compare_summary, split_summaries
-from studentnas.core.console import Progress
+from studentnas.core.console import Progress, sayer
 from studentnas.core.errors import BadInputError
 from studentnas.core.proxy import Proxy, ProxyContext
 from studentnas.core.registry import SPACES
@@ -147,7 +146,7 @@ def bench_proxies(
     teacher-student proxies (DisWOT, KD-aware) available; its head gets the dataset's class count.
     """
     t_start = time.perf_counter()
-    say = log or ((lambda _m: None) if quiet else (lambda m: print(m, file=sys.stderr, flush=True)))
+    say = log or sayer(quiet)
     # --- 1. validation, before anything heavy --------------------------------------------------------
     if space != "nb201":
         raise BadInputError(f"--space {space!r}: `bench proxies` supports only nb201, the space with published "

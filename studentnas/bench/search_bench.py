@@ -16,8 +16,8 @@ Example (a few seconds)::
     >>> import tempfile
     >>> res = bench_search(ground_truth="../shared/reference/nb201/nats_bench.csv", proxy="synflow",
     ...                    searcher="evolution", evals=5, seeds=2, batch_size=8,
-    ...                    out=tempfile.mkdtemp() + "/s.json", quiet=True)  # doctest: +SKIP
-    >>> sorted(res["summary"])  # doctest: +SKIP
+    ...                    out=tempfile.mkdtemp() + "/s.json", quiet=True)  # ~5 s  # doctest: +SKIP
+    >>> sorted(res["summary"])  # the bench above  # doctest: +SKIP
     ['evolution', 'random']
 """
 
@@ -27,7 +27,6 @@ import json
 import math
 import os
 import platform
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -42,7 +41,7 @@ from studentnas.bench.journal import Journal, json_safe
 from studentnas.bench.proxy_suite import proxy_fingerprint, resolve_proxies
 from studentnas.core.budget import Budget
 from studentnas.core.candidate import Candidate
-from studentnas.core.console import Progress
+from studentnas.core.console import Progress, sayer
 from studentnas.core.errors import BadInputError, SearchExhaustedError
 from studentnas.core.proxy import ProxyContext
 from studentnas.core.registry import SEARCHERS, SPACES
@@ -154,7 +153,7 @@ def bench_search(
 ) -> dict[str, Any]:
     """Run ``searcher`` and the random baseline for ``seeds`` seeds each, write ``out`` and return it."""
     t_start = time.perf_counter()
-    say = log or ((lambda _m: None) if quiet else (lambda m: print(m, file=sys.stderr, flush=True)))
+    say = log or sayer(quiet)
     # --- validation before any work ------------------------------------------------------------------
     if space != "nb201":
         raise BadInputError(f"--space {space!r}: `bench search` supports only nb201, the space with ground truth; "

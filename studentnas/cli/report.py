@@ -10,8 +10,8 @@ a point shows its id, arch, score and costs. The run is read through the public 
 
 Example::
 
-    >>> png, html = write_report("runs/r1")  # doctest: +SKIP
-    >>> png.name, html.name  # doctest: +SKIP
+    >>> png, html = write_report("runs/r1")  # needs a run  # doctest: +SKIP
+    >>> png.name, html.name  # the report above  # doctest: +SKIP
     ('report.png', 'report.html')
 """
 

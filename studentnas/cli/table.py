@@ -4,7 +4,7 @@ Example:
     >>> from studentnas.core.arch import Arch
     >>> from studentnas.core.cost import Cost
     >>> from studentnas.core.candidate import Candidate
-    >>> c = Candidate(Arch("nb201", {"e0": "none"}), Cost(4.1e9, 25.6e6), {"nwot": 500.0})
+    >>> c = Candidate(Arch("nb201", {f"e{i}": "none" for i in range(6)}), Cost(4.1e9, 25.6e6), {"nwot": 500.0})
     >>> print(front_table([c], ["nwot"]).splitlines()[0].split())
     ['rank', 'id', 'GMACs', 'Mparams', 'nwot', 'arch']
 """

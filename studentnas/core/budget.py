@@ -13,7 +13,7 @@ Several strings make a budget whose constraints must all hold.
 Example:
     >>> b = Budget.parse(["5GFLOPs", "25Mparams"])
     >>> from studentnas.core.cost import Cost
-    >>> b.satisfied(Cost(macs=4.1e9, params=25.5e6)), b.satisfied(Cost(macs=4.1e9, params=26e6))
+    >>> b.satisfied(Cost(macs=4.1e9, params=24.5e6)), b.satisfied(Cost(macs=4.1e9, params=26e6))
     (True, False)
     >>> round(b.slack(Cost(macs=4e9, params=20e6)), 3)
     0.2

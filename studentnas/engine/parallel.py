@@ -50,7 +50,6 @@ import logging
 import os
 import re
 import socket
-import sys
 import time
 from collections import deque
 from dataclasses import dataclass, replace
@@ -61,6 +60,7 @@ import torch
 from studentnas.core.arch import Arch
 from studentnas.core.budget import Budget
 from studentnas.core.candidate import FAILED, Candidate, ray_worker_name
+from studentnas.core.console import warn
 from studentnas.core.cost import Cost
 from studentnas.core.errors import BadInputError, StudentNASError
 from studentnas.core.proxy import Proxy, ProxyContext
@@ -214,8 +214,8 @@ class RayPool:
             cpus = int(ray.cluster_resources().get("CPU", 1))
             self.workers = workers or max(1, cpus)
             if self.workers > cpus:
-                print(f"studentnas: warning: {self.workers} workers but the Ray cluster has {cpus} CPUs; "
-                      "the extra workers wait for free CPUs", file=sys.stderr, flush=True)
+                warn(f"{self.workers} workers but the Ray cluster has {cpus} CPUs; "
+                     "the extra workers wait for free CPUs")
             for _ in range(self.workers):
                 self._spawn()
             # Start together: the first worker up would otherwise take every candidate of a short run.

@@ -10,8 +10,8 @@ whose latency or memory the run measured. Ties go to the cheaper student (fewer 
 Example (on a run made by ``studentnas search``)::
 
     >>> import studentnas as sn
-    >>> best = sn.pick("runs/r1", "2GFLOPs")  # doctest: +SKIP
-    >>> best.cost.macs <= 2e9  # doctest: +SKIP
+    >>> best = sn.pick("runs/r1", "2GFLOPs")  # needs a run  # doctest: +SKIP
+    >>> best.cost.macs <= 2e9  # the pick above  # doctest: +SKIP
     True
 """
 

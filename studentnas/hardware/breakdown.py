@@ -4,7 +4,7 @@ Stages are the container modules named in the model's timm ``feature_info`` (``l
 ResNet, ``stages.0..2`` of an NB201 network), or its top-level containers when it has none.
 Everything registered before the first stage is the ``stem``, everything after the last the
 ``head``. MACs come from ``torch.utils.flop_counter.FlopCounterMode`` (its FLOPs / 2, as in
-:func:`studentnas.core.cost.counted_macs`), per module; the rows add up exactly to the model's total.
+:func:`studentnas.hardware.counting.counted_macs`), per module; the rows add up exactly to the model's total.
 
 Example:
     >>> from studentnas import get_space

@@ -24,11 +24,16 @@ def count_params(model: nn.Module) -> int:
 
 def counted_macs(model: nn.Module, input_size: tuple[int, int, int]) -> float:
     """MACs of one image measured by ``torch.utils.flop_counter.FlopCounterMode`` (its FLOPs / 2)."""
+    return macs_on(model, torch.zeros(1, *input_size))
+
+
+def macs_on(model: nn.Module, x: torch.Tensor) -> float:
+    """MACs of ``model(x)`` (``FlopCounterMode`` FLOPs / 2) in eval mode without grad; ``x`` is any input the
+    model takes (token ids for a language model). The model's train/eval mode is restored."""
     from torch.utils.flop_counter import FlopCounterMode
 
     was_training = model.training
     model.eval()
-    x = torch.zeros(1, *input_size)
     with torch.no_grad(), FlopCounterMode(display=False) as counter:
         model(x)
     model.train(was_training)

@@ -1,7 +1,7 @@
 """Batch-1 CPU latency of students: measured once per (arch, input, device) and cached on disk.
 
 A latency is the median of ``repeats`` timed forward passes after ``warmup`` untimed ones
-(:func:`studentnas.core.cost.measure_latency_ms`), at batch 1, in ``channels_last`` (the fastest CPU
+(:func:`measure_latency_ms`, whose loop is :func:`median_forward_ms`), at batch 1, in ``channels_last`` (the fastest CPU
 layout for convolutions, and the one the evaluator scores in), under ``torch.inference_mode`` and
 with a fixed number of torch threads: ``STUDENTNAS_LATENCY_THREADS`` or 1. One thread is the
 default because it is the least disturbed by other work on the machine; the thread count is part of
@@ -32,7 +32,6 @@ import json
 import os
 import platform
 import statistics
-import sys
 import time
 from collections.abc import Iterator, Mapping
 from functools import lru_cache
@@ -43,6 +42,7 @@ import torch
 from torch import nn
 
 from studentnas.core.arch import Arch
+from studentnas.core.console import warn
 from studentnas.core.errors import BadInputError
 from studentnas.core.space import SearchSpace
 
@@ -63,13 +63,28 @@ def measure_latency_ms(
     the model's train/eval mode is restored afterwards. :class:`studentnas.hardware.latency.LatencyMeter`
     adds the on-disk cache.
     """
-    prev, was_training = torch.get_num_threads(), model.training
+    prev = torch.get_num_threads()
     if threads is not None:
         torch.set_num_threads(threads)
     try:
-        model.eval()
         x = torch.randn(1, *input_size, generator=torch.Generator().manual_seed(0))
-        x = x.contiguous(memory_format=memory_format)
+        return median_forward_ms(model, x.contiguous(memory_format=memory_format), repeats, warmup)
+    finally:
+        torch.set_num_threads(prev)
+
+
+def median_forward_ms(model: nn.Module, x: torch.Tensor, repeats: int = 20, warmup: int = 3) -> float:
+    """Median wall time in ms of ``model(x)`` over ``repeats`` runs after ``warmup`` untimed ones, in eval mode
+    under ``torch.inference_mode`` with the current torch threads; the model's train/eval mode is restored.
+
+    Example:
+        >>> from torch import nn
+        >>> median_forward_ms(nn.Linear(4, 2), torch.zeros(1, 4), repeats=3, warmup=1) > 0
+        True
+    """
+    was_training = model.training
+    model.eval()
+    try:
         times = []
         with torch.inference_mode():
             for i in range(warmup + repeats):
@@ -79,7 +94,6 @@ def measure_latency_ms(
                     times.append((time.perf_counter() - t0) * 1e3)
         return statistics.median(times)
     finally:
-        torch.set_num_threads(prev)
         model.train(was_training)
 
 
@@ -154,8 +168,7 @@ class LatencyCache:
         except FileNotFoundError:
             return {"version": CACHE_VERSION, "devices": {}}
         except (json.JSONDecodeError, UnicodeDecodeError) as err:
-            print(f"studentnas: warning: latency cache {self.path} is unreadable ({err}); starting it afresh",
-                  file=sys.stderr)
+            warn(f"latency cache {self.path} is unreadable ({err}); starting it afresh")
             return {"version": CACHE_VERSION, "devices": {}}
         if data.get("version") != CACHE_VERSION or not isinstance(data.get("devices"), dict):
             return {"version": CACHE_VERSION, "devices": {}}

@@ -44,7 +44,6 @@ FORTUNES_LICENCE = "BSD (Debian package fortunes, fortune-mod 1.99.1; see /usr/s
 #: Shares of every file's bytes in (train, val, test).
 SPLIT = (0.90, 0.05, 0.05)
 SPLIT_RULE = "each file cut into contiguous 90/5/5 % slices at record boundaries, sorted file order"
-SPEC_HELP = "fortunes, fortunes:DIR or text:PATH (a UTF-8 file or a folder of .txt files)"
 
 
 @dataclass

@@ -106,6 +106,3 @@ class ActivationStore:
     def batch(self, key: int | str, index: slice | np.ndarray) -> torch.Tensor:
         """Rows ``index`` of ``h{key}``/``logits`` as a float32 tensor."""
         return torch.from_numpy(np.array(self.array(key)[index], dtype=np.float32))
-
-    def size_mb(self) -> float:
-        return sum(p.stat().st_size for p in self.dir.glob("*.npy")) / 1e6

@@ -31,7 +31,8 @@ import torch
 from torch import nn
 
 from studentnas.core.console import Progress
-from studentnas.hardware.counting import count_params
+from studentnas.hardware.counting import count_params, macs_on
+from studentnas.hardware.latency import median_forward_ms
 from studentnas.hardware.memory import peak_activation_bytes
 from studentnas.puzzle.library import Entry, Library
 
@@ -45,18 +46,6 @@ def _example(shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
     if dtype.is_floating_point:
         return torch.randn(1, *shape, generator=torch.Generator().manual_seed(0))
     return torch.zeros(1, *shape, dtype=dtype)
-
-
-def count_macs(module: nn.Module, x: torch.Tensor) -> float:
-    """MACs of ``module(x)`` (``FlopCounterMode`` FLOPs / 2), in eval mode without grad."""
-    from torch.utils.flop_counter import FlopCounterMode
-
-    was_training = module.training
-    module.eval()
-    with torch.no_grad(), FlopCounterMode(display=False) as counter:
-        module(x)
-    module.train(was_training)
-    return counter.get_total_flops() / 2
 
 
 def weight_mb(module: nn.Module) -> float:
@@ -75,32 +64,14 @@ def kv_cache_mb(module: nn.Module, context: int) -> float:
     return total / MB
 
 
-def latency_ms(module: nn.Module, x: torch.Tensor, repeats: int = 15, warmup: int = 3) -> float:
-    """Median batch-1 latency in ms over ``repeats`` runs after ``warmup`` runs (current torch threads)."""
-    import statistics
-    import time
-
-    was_training = module.training
-    module.eval()
-    times = []
-    with torch.inference_mode():
-        for i in range(warmup + repeats):
-            t0 = time.perf_counter()
-            module(x)
-            if i >= warmup:
-                times.append((time.perf_counter() - t0) * 1e3)
-    module.train(was_training)
-    return statistics.median(times)
-
-
 def block_costs(module: nn.Module, in_shape: tuple[int, ...], *, dtype: torch.dtype = torch.float32,
                 context: int | None = None, latency: bool = True) -> dict[str, float]:
     """Costs of one block at batch 1 on input shape ``in_shape`` (no batch dim); see the module docstring."""
     x = _example(in_shape, dtype)
-    out = {"params": float(count_params(module)), "macs": float(count_macs(module, x)),
+    out = {"params": float(count_params(module)), "macs": float(macs_on(module, x)),
            "memory_mb": weight_mb(module) + (kv_cache_mb(module, context) if context else 0.0)}
     if latency:
-        out["latency_ms"] = latency_ms(module, x)
+        out["latency_ms"] = median_forward_ms(module, x, repeats=15, warmup=3)
     return out
 
 

@@ -18,7 +18,7 @@ Example:
     >>> layers = [LayerInfo(0, "layer1.0", "bottleneck", (64, 8, 8), (64, 8, 8))]
     >>> r = Replacement(0, 1, "noop")
     >>> lib = Library("resnet", layers, [Entry(r, costs={"params": 0.0, "macs": 0.0}, quality={"kl": 0.2})])
-    >>> lib.entries_for_layer(0)[0].replacement.label, Library.from_dict(lib.to_dict()).entries[0].quality
+    >>> lib.by_id()[r.id].replacement.label, Library.from_dict(lib.to_dict()).entries[0].quality
     ('noop@0', {'kl': 0.2})
 """
 
@@ -167,10 +167,6 @@ class Library:
     @property
     def num_layers(self) -> int:
         return len(self.layers)
-
-    def entries_for_layer(self, layer: int) -> list[Entry]:
-        """Entries whose span covers ``layer``."""
-        return [e for e in self.entries if e.replacement.start <= layer < e.replacement.end]
 
     def by_id(self) -> dict[str, Entry]:
         return {e.replacement.id: e for e in self.entries}

@@ -159,12 +159,6 @@ class Searcher(ABC):
             self._update_archive(cand)
             self._observe(cand)
 
-    def fitness(self, cand: Candidate) -> float:
-        """The (first proxy) objective of a told candidate; -inf for failed or infeasible ones."""
-        value = obj.value(cand, self.objective)
-        sign = -1.0 if obj.is_cost(self.objective) else 1.0
-        return sign * value if np.isfinite(value) else -np.inf
-
     def objective_vector(self, cand: Candidate) -> Vector | None:
         """``cand`` in minimisation form over ``objectives`` (None when it failed or lacks a value)."""
         return obj.minimisation_vector(cand, self.objectives)

@@ -37,7 +37,7 @@ from studentnas.core.space import SearchSpace
 from studentnas.searchers.base import Searcher, Vector
 
 
-@SEARCHERS.register("evolution")
+@SEARCHERS.register()
 class RegularizedEvolution(Searcher):
     """Aging evolution with tournament selection of the best and single-gene mutation."""
 

@@ -52,7 +52,7 @@ Result = tuple[tuple[float, ...], tuple[float, ...]]  # (F, G) as pymoo gets the
 FILLER = -1  # "index" of a proposal that is not an individual of the current generation
 
 
-@SEARCHERS.register("nsga2")
+@SEARCHERS.register()
 class NSGA2Searcher(Searcher):
     """NSGA-II (pymoo): proxy score up, cost down, the budget as a constraint."""
 

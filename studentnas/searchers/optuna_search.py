@@ -271,7 +271,7 @@ class _OptunaSearcher(Searcher):
         self._last_duplicate = Arch.from_dict(last) if last is not None else None
 
 
-@SEARCHERS.register("optuna-tpe")
+@SEARCHERS.register()
 class OptunaTPESearcher(_OptunaSearcher):
     """Optuna's TPE (multi-objective with several objectives), the budget as a constraint."""
 
@@ -283,7 +283,7 @@ class OptunaTPESearcher(_OptunaSearcher):
         return optuna.samplers.TPESampler(seed=_trial_seed(self.seed, self.name, number))
 
 
-@SEARCHERS.register("optuna-nsga2")
+@SEARCHERS.register()
 class OptunaNSGA2Searcher(_OptunaSearcher):
     """Optuna's NSGA-II sampler: proxy score up, cost down, the budget as a constraint."""
 

@@ -19,7 +19,7 @@ from studentnas.core.registry import SEARCHERS
 from studentnas.searchers.base import Searcher
 
 
-@SEARCHERS.register("random")
+@SEARCHERS.register()
 class RandomSearcher(Searcher):
     """Random search: the baseline every searcher must beat."""
 

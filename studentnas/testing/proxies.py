@@ -1,12 +1,15 @@
-"""Contract every ``Proxy`` must satisfy.
+"""Contract every ``Proxy`` must satisfy, and :class:`LinearHead`, a network whose proxy values can be
+worked out by hand.
 
 Example:
-    >>> import torch, timm
+    >>> import math, torch, timm
     >>> from studentnas import get_proxy
     >>> from studentnas.core.cost import Cost
     >>> from studentnas.core.proxy import ProxyContext
     >>> ctx = ProxyContext(torch.randn(4, 3, 32, 32), torch.arange(4), 10)
-    >>> check_proxy(get_proxy("nwot"), timm.create_model("resnet18", num_classes=10), ctx, Cost(1.0, 1.0))
+    >>> score = check_proxy(get_proxy("nwot"), timm.create_model("resnet18", num_classes=10), ctx, Cost(1.0, 1.0))
+    >>> math.isfinite(score)   # the checked score
+    True
 """
 
 from __future__ import annotations
@@ -18,6 +21,39 @@ from torch import nn
 
 from studentnas.core.cost import Cost
 from studentnas.core.proxy import NEEDS, Proxy, ProxyContext
+
+
+class LinearHead(nn.Module):
+    """features = the input; head = one bias-free linear layer with ``weight`` (classes x features), so
+    gradients, KD losses and Gram matrices can be written down by hand. It has timm's classifier API.
+
+    Example:
+        >>> LinearHead([[1.0, 0.0], [0.0, 2.0]])(torch.tensor([[3.0, 1.0]]))
+        tensor([[3., 2.]], grad_fn=<MmBackward0>)
+    """
+
+    def __init__(self, weight: torch.Tensor | list[list[float]]):
+        super().__init__()
+        w = torch.as_tensor(weight, dtype=torch.float32)
+        self.fc = nn.Linear(w.shape[1], w.shape[0], bias=False)
+        with torch.no_grad():
+            self.fc.weight.copy_(w)
+
+    def get_classifier(self) -> nn.Module:
+        """The linear head (timm's API)."""
+        return self.fc
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """The input itself."""
+        return x
+
+    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        """The logits, or ``x`` itself for ``pre_logits``."""
+        return x if pre_logits else self.fc(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The logits ``x @ weight.T``."""
+        return self.fc(x)
 
 
 def check_proxy(proxy: Proxy, student: nn.Module, ctx: ProxyContext, cost: Cost) -> float:

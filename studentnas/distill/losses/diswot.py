@@ -61,7 +61,7 @@ def _stage_map(outputs: ModelOutputs, stage: int, role: str, loss: str) -> torch
     return to_map(pick(feats, stage, role, loss), outputs.prefix_tokens)
 
 
-@LOSSES.register("diswot_semantic")
+@LOSSES.register()
 class DisWOTSemanticLoss(DistillLoss):
     """ICKD loss ``sum_b ||rownorm(F_s F_s^T) - rownorm(F_t F_t^T)||_F^2 / (B*C)`` on B x C x ... maps.
 
@@ -114,7 +114,7 @@ class DisWOTSemanticLoss(DistillLoss):
                     _stage_map(teacher, self.stage, "teacher", self.name))
 
 
-@LOSSES.register("diswot_relation")
+@LOSSES.register()
 class DisWOTRelationLoss(DistillLoss):
     """Similarity-preserving loss ``||batch_gram(F_s) - batch_gram(F_t)||_F^2 / B^2`` (any shapes, same B).
 

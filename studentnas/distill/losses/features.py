@@ -51,7 +51,7 @@ def _maps(outputs: ModelOutputs, role: str, loss: str) -> list[torch.Tensor]:
     return [to_map(f, outputs.prefix_tokens) for f in feats]
 
 
-@LOSSES.register("fitnet")
+@LOSSES.register()
 class FitNetLoss(DistillLoss):
     """FitNets hint: ``MSE(connector(F_s), F_t)`` on one stage pair; the connector is learned.
 
@@ -120,7 +120,7 @@ class FitNetLoss(DistillLoss):
         return self(s, t)
 
 
-@LOSSES.register("at")
+@LOSSES.register()
 class ATLoss(DistillLoss):
     """Attention transfer: MSE of the L2-normalised spatial maps ``sum_c |F_c|^p``, summed over stage pairs.
 

@@ -35,7 +35,7 @@ def _check_logits(name: str, z_s: torch.Tensor, z_t: torch.Tensor) -> None:
                          "must both be B x K with the same K; give the student the teacher's number of classes")
 
 
-@LOSSES.register("ce")
+@LOSSES.register()
 class CELoss(DistillLoss):
     """Cross-entropy of the student's logits with the labels (no teacher); optional label smoothing.
 
@@ -64,7 +64,7 @@ class CELoss(DistillLoss):
         return self(student.get("logits", "student", self.name), self.check_labels(labels))
 
 
-@LOSSES.register("kd")
+@LOSSES.register()
 class KDLoss(DistillLoss):
     """Hinton KD: ``T^2 * KL(softmax(z_t/T) || softmax(z_s/T))``, batch mean (METHODS §6.1).
 
@@ -99,7 +99,7 @@ def _binary_kl_terms(log_p: torch.Tensor, target: torch.Tensor) -> tuple[torch.T
     return log_gt, log_rest
 
 
-@LOSSES.register("dkd")
+@LOSSES.register()
 class DKDLoss(DistillLoss):
     """Decoupled KD: ``T^2 * (alpha*TCKD + beta*NCKD)``, batch mean (METHODS §6.5).
 

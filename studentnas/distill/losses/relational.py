@@ -74,7 +74,7 @@ def rkd_angle(e_s: torch.Tensor, e_t: torch.Tensor) -> torch.Tensor:
     return F.smooth_l1_loss(_angles(s)[distinct], _angles(t)[distinct], beta=1.0)
 
 
-@LOSSES.register("rkd")
+@LOSSES.register()
 class RKDLoss(DistillLoss):
     """Relational KD: Huber on normalised pairwise distances and triplet angles of pooled embeddings.
 
