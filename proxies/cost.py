@@ -29,33 +29,29 @@ def _cost_pair() -> tuple[tuple[nn.Module, ProxyContext], tuple[nn.Module, Proxy
     return (wide, ctx.for_candidate(Cost(macs=32, params=36))), (narrow, ctx.for_candidate(Cost(macs=16, params=18)))
 
 
+class _CostProxy(Proxy):
+    """The candidate's ``Cost`` field of the same name as the proxy, in millions."""
+
+    needs = frozenset({"cost"})
+    sign = "none: as an accuracy predictor a bigger network scores higher"
+
+    def _score(self, student: nn.Module, ctx: ProxyContext) -> float:
+        return getattr(ctx.cost, self.name) / 1e6
+
+    @classmethod
+    def example_pair(cls):  # noqa: ANN206 - see Proxy.example_pair
+        return _cost_pair()
+
+
 @PROXIES.register()
-class ParamsProxy(Proxy):
+class ParamsProxy(_CostProxy):
     """Number of parameters in millions."""
 
     name = "params"
-    needs = frozenset({"cost"})
-    sign = "none: as an accuracy predictor a bigger network scores higher"
-
-    def _score(self, student: nn.Module, ctx: ProxyContext) -> float:
-        return ctx.cost.params / 1e6
-
-    @classmethod
-    def example_pair(cls):  # noqa: ANN206 - see Proxy.example_pair
-        return _cost_pair()
 
 
 @PROXIES.register()
-class MacsProxy(Proxy):
+class MacsProxy(_CostProxy):
     """Multiply-accumulates (papers' FLOPs) of one image, in millions."""
 
     name = "macs"
-    needs = frozenset({"cost"})
-    sign = "none: as an accuracy predictor a bigger network scores higher"
-
-    def _score(self, student: nn.Module, ctx: ProxyContext) -> float:
-        return ctx.cost.macs / 1e6
-
-    @classmethod
-    def example_pair(cls):  # noqa: ANN206 - see Proxy.example_pair
-        return _cost_pair()
