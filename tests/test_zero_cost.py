@@ -14,6 +14,7 @@ from torch import nn
 from studentnas import get_proxy, get_space
 from studentnas.core.errors import BadInputError
 from studentnas.core.proxy import ProxyContext
+from studentnas.proxies.zero_cost_activation import _identity_relu
 from studentnas.scoring import passes as _passes
 
 K = 1e-5  # the eigenvalue shift of jacov and epe_nas
@@ -39,13 +40,6 @@ def two_layer() -> nn.Sequential:
     with torch.no_grad():
         net[0].weight.copy_(torch.tensor([[1.0, -1.0], [2.0, 1.0]]))
         net[2].weight.copy_(torch.tensor([[0.5, 0.25], [-1.0, 0.0]]))
-    return net
-
-
-def identity_relu() -> nn.Sequential:
-    net = nn.Sequential(nn.Linear(4, 4, bias=False), nn.ReLU())
-    with torch.no_grad():
-        net[0].weight.copy_(torch.eye(4))
     return net
 
 
@@ -137,8 +131,8 @@ def test_jacov_by_hand() -> None:
     far = ProxyContext(torch.tensor([[1.0, 1, -1, -1], [1, -1, 1, -1]]), labels, 2).for_candidate(None)
     near = ProxyContext(torch.tensor([[1.0, 1, -1, -1], [1, 1, 1, -1]]), labels, 2).for_candidate(None)
     r = 1 / math.sqrt(3)
-    assert math.isclose(score("jacov", identity_relu(), far), expected([1, 1]), rel_tol=1e-9)
-    assert math.isclose(score("jacov", identity_relu(), near), expected([1 - r, 1 + r]), rel_tol=1e-9)
+    assert math.isclose(score("jacov", _identity_relu(), far), expected([1, 1]), rel_tol=1e-9)
+    assert math.isclose(score("jacov", _identity_relu(), near), expected([1 - r, 1 + r]), rel_tol=1e-9)
 
 
 def test_jacov_of_a_network_without_input_dependence_is_nan() -> None:
@@ -158,10 +152,10 @@ def test_epe_nas_by_hand_for_few_and_many_classes() -> None:
     r = 1 / math.sqrt(3)
     s0 = 2 * math.log(1 + K) + 2 * math.log(K)
     s1 = 2 * math.log(1 + K) + 2 * math.log(r + K)
-    few = score("epe_nas", identity_relu(), ProxyContext(x, y, 10).for_candidate(None))
+    few = score("epe_nas", _identity_relu(), ProxyContext(x, y, 10).for_candidate(None))
     assert math.isclose(few, abs(s0) + abs(s1) + math.log(1 + K), rel_tol=1e-9)
     # K > 100: s_c divided by its row count; sum over ordered pairs |s_c - s_c'| / number of classes kept (2).
-    many = score("epe_nas", identity_relu(), ProxyContext(x, y, 101).for_candidate(None))
+    many = score("epe_nas", _identity_relu(), ProxyContext(x, y, 101).for_candidate(None))
     assert math.isclose(many, 2 * abs(s0 / 2 - s1 / 2) / 2, rel_tol=1e-9)
 
 
