@@ -6,6 +6,9 @@ Example:
     5000000000.0
     >>> "resnet" in sn.list_spaces()
     True
+
+Any model the tool writes (``export``, ``distill``, ``puzzle``, ``teacher train``, ``lm train``) loads
+with ``sn.load_model(path)``; ``sn.load_student`` is the same function under its first name.
 """
 
 from studentnas import _compat  # noqa: F401  (must run before torchvision/timm are imported)
@@ -47,7 +50,8 @@ _LAZY = {
     "search": "studentnas.engine.search:search",
     "load_run": "studentnas.engine.rundir:load_run",
     "Run": "studentnas.engine.rundir:Run",
-    "load_student": "studentnas.engine.export:load_student",
+    "load_model": "studentnas.runfiles.models:load_model",
+    "load_student": "studentnas.runfiles.models:load_model",  # the same function, kept under its first name
     "export_student": "studentnas.engine.export:export_student",
     "pick": "studentnas.engine.pick:pick",
 }
@@ -64,5 +68,6 @@ def __getattr__(name: str):
 
 __all__ = [
     "Arch", "BadInputError", "Budget", "Candidate", "Cost", "StudentNASError", "get_proxy", "get_space",
-    "list_proxies", "list_searchers", "list_spaces", "load_run", "load_student", "pick", "search", "export_student",
+    "list_proxies", "list_searchers", "list_spaces", "load_model", "load_run", "load_student", "pick", "search",
+    "export_student",
 ]

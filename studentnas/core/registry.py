@@ -2,7 +2,8 @@
 
 A registry maps names to classes (spaces, proxies, searchers). Plugins register themselves with
 the :meth:`Registry.register` decorator. The core never imports a plugin by name: the first lookup
-imports every module of the registry's plugin package, the modules named in the environment
+imports every module of the registry's plugin package, the registry's named ``modules`` (for entries
+that live in feature modules of a higher layer), the modules named in the environment
 variable ``STUDENTNAS_PLUGINS`` (comma separated module names or ``.py`` paths) and every entry point
 of the registry's entry-point group.
 
@@ -82,14 +83,17 @@ class Registry(Generic[T]):
         kind: what the registry holds, used in messages ("search space", "proxy", ...).
         plugin_package: dotted package whose modules are imported on first lookup.
         entry_point_group: the entry-point group third-party packages use to add plugins.
+        modules: dotted modules imported on first lookup (they register their entries when imported).
     """
 
-    def __init__(self, kind: str, plugin_package: str | None = None, entry_point_group: str | None = None):
+    def __init__(self, kind: str, plugin_package: str | None = None, entry_point_group: str | None = None,
+                 modules: tuple[str, ...] = ()):
         self.kind = kind
         self._plugin_package = plugin_package
         self._entry_point_group = entry_point_group
+        self._modules = tuple(modules)
         self._items: dict[str, T] = {}
-        self._loaded = plugin_package is None and entry_point_group is None
+        self._loaded = plugin_package is None and entry_point_group is None and not self._modules
 
     def register(self, name: str | None = None) -> Callable[[T], T]:
         """Decorator that registers an object under ``name`` (default: its ``name`` attribute or ``__name__``)."""
@@ -112,6 +116,8 @@ class Registry(Generic[T]):
             for info in pkgutil.iter_modules(package.__path__):
                 if not info.name.startswith("_"):
                     importlib.import_module(f"{self._plugin_package}.{info.name}")
+        for module in self._modules:
+            importlib.import_module(module)
         if self._entry_point_group:
             for ep in entry_points(group=self._entry_point_group):
                 ep.load()

@@ -20,7 +20,6 @@ Example:
 from __future__ import annotations
 
 import dataclasses
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,9 +30,7 @@ from torch import nn
 
 from studentnas.core.errors import BadInputError
 from studentnas.core.registry import Registry, suggest
-
-#: Key of the model config (JSON) in the metadata of a ``.safetensors`` LM checkpoint.
-META_KEY = "studentnas_lm"
+from studentnas.runfiles.models import MODEL_KINDS, load_weights, read_header
 
 
 @dataclass(frozen=True)
@@ -215,22 +212,15 @@ def create_lm(name: str, **overrides: Any) -> GPT:
 
 
 def read_lm_meta(path: str | Path) -> dict[str, Any] | None:
-    """The metadata ``studentnas lm train`` stores in a ``.safetensors`` checkpoint (None for other files)."""
+    """The metadata ``studentnas lm train`` stores in a ``.safetensors`` checkpoint, its ``config`` as a
+    :class:`GPTConfig` (None for other files)."""
     path = Path(path)
     if path.suffix != ".safetensors" or not path.is_file():
         return None
-    from safetensors import safe_open
-
-    try:
-        with safe_open(str(path), framework="pt") as fh:
-            raw = (fh.metadata() or {}).get(META_KEY)
-    except Exception as err:  # noqa: BLE001 - safetensors raises its own error types for bad files
-        raise BadInputError(f"LM checkpoint '{path}' is corrupt or not safetensors ({type(err).__name__}); "
-                            "train it again with `studentnas lm train`") from None
-    if raw is None:
+    meta = read_header(path)
+    if meta is None or meta.get("kind") != "lm":
         return None
     try:
-        meta = json.loads(raw)
         meta["config"] = GPTConfig.from_dict(meta["config"])
     except (ValueError, KeyError, TypeError) as err:
         raise BadInputError(f"LM checkpoint '{path}' has unreadable metadata ({err}); "
@@ -272,3 +262,9 @@ def load_lm(name: str, checkpoint: str | Path | None = None) -> GPT:
                             "pass the --model it was trained as")
     model.load_state_dict(state, strict=True)
     return model.eval()
+
+
+@MODEL_KINDS.register("lm")
+def rebuild_lm(path: Path, meta: dict[str, Any]) -> GPT:
+    """A language model written by ``studentnas lm train``: its recorded config with the weights of ``path``."""
+    return load_weights(GPT(GPTConfig.from_dict(meta["config"])), path)

@@ -6,8 +6,9 @@
 * :func:`recalibrate_bn` re-estimates every BatchNorm's running statistics on training samples
   (cumulative average, no gradient): stitched blocks were trained on the teacher's activations, so
   their statistics drift once they feed each other (METHODS.md §3.9).
-* :func:`export_puzzle_student` writes ``<name>.safetensors`` + ``<name>.json`` (teacher, family, chosen
-  replacements, costs, quality) and :func:`load_puzzle_student` rebuilds the module from them.
+* :func:`export_puzzle_student` writes ``<name>.safetensors`` + ``<name>.json`` (kind ``puzzle-student``:
+  teacher, family, chosen replacements, costs, quality) and :func:`rebuild_puzzle_student` rebuilds the
+  module from them (registered for :func:`studentnas.load_model`).
 * :func:`global_kd_lm` is the short global distillation of LM students (METHODS.md §3.8):
   KL(teacher || student) on next-byte logits with AdamW. Image students are distilled by
   ``studentnas distill`` itself (:mod:`studentnas.puzzle.handoff`).
@@ -15,6 +16,7 @@
 Example:
     >>> import torch
     >>> from torch import nn
+    >>> _ = torch.manual_seed(0)
     >>> net = nn.Sequential(nn.Conv2d(1, 2, 1), nn.BatchNorm2d(2))
     >>> recalibrate_bn(net, torch.randn(40, 1, 4, 4) * 3 + 1, batch_size=8)
     >>> round(float(net[1].running_var.mean()), 1) > 1.0, net.training
@@ -34,13 +36,11 @@ import torch
 from torch import nn
 
 from studentnas.core.errors import BadInputError
-from studentnas.engine.export import read_student_meta, write_student
 from studentnas.puzzle.bld import kl_logits, load_trained
 from studentnas.puzzle.decompose import Assembled, Decomposed, Family, family_for, ordered_cover
 from studentnas.puzzle.library import Replacement
 from studentnas.puzzle.samples import TeacherSpec
-
-META_KEY = "studentnas_puzzle"
+from studentnas.runfiles.models import MODEL_KINDS, load_weights, read_model_meta, write_model
 
 
 def realise(dec: Decomposed, family: Family, chosen: Sequence[Replacement], root: str | Path | None) -> Assembled:
@@ -78,21 +78,27 @@ def recalibrate_bn(model: nn.Module, inputs: torch.Tensor, batch_size: int = 64,
 
 def export_puzzle_student(out: str | Path, student: Assembled, spec: TeacherSpec, family: str,
                           chosen: Sequence[Replacement], info: dict[str, Any]) -> Path:
-    """Write the student's weights and a JSON sidecar that :func:`load_puzzle_student` rebuilds it from."""
-    meta = {"format": 1, "kind": "puzzle", "teacher": spec.to_dict(), "family": family,
+    """Write the student's weights and a JSON sidecar that :func:`rebuild_puzzle_student` rebuilds it from."""
+    meta = {"teacher": spec.to_dict(), "family": family,
             "replacements": [r.to_dict() for r in sorted(chosen, key=lambda r: r.start)],
             "input_shape": list(spec.input_shape), **info}
-    return write_student(out, student, meta, key=META_KEY)
+    write_model(out, student, meta, kind="puzzle-student")
+    return Path(out)
 
 
 def load_puzzle_student(path: str | Path) -> Assembled:
-    """Rebuild an exported Puzzle student (the teacher's architecture is rebuilt, its weights replaced)."""
-    from safetensors.torch import load_file
+    """Rebuild an exported Puzzle student; :func:`studentnas.load_model` loads it (and any other kind) too."""
+    meta = read_model_meta(path)
+    if meta.get("kind") != "puzzle-student":
+        raise BadInputError(f"'{path}' is not a Puzzle student (its kind is {meta.get('kind')!r}); "
+                            "load it with studentnas.load_model")
+    return rebuild_puzzle_student(Path(path), meta)
 
-    meta = read_student_meta(path)
-    if meta.get("kind") != "puzzle":
-        raise BadInputError(f"'{path}' is not a Puzzle student (no 'kind: puzzle' in its metadata); "
-                            "use studentnas.engine.export.load_student for searched students")
+
+@MODEL_KINDS.register("puzzle-student")
+def rebuild_puzzle_student(path: Path, meta: dict[str, Any]) -> Assembled:
+    """A Puzzle student: the teacher's architecture is rebuilt and decomposed, the chosen replacements
+    built in its place, and the weights of ``path`` loaded."""
     spec = TeacherSpec.from_dict({**meta["teacher"], "checkpoint": None})
     model = spec.load()
     family = family_for(model, meta["family"])
@@ -100,12 +106,7 @@ def load_puzzle_student(path: str | Path) -> Assembled:
     chosen = [Replacement.from_dict(r) for r in meta["replacements"]]
     student = Assembled(copy.deepcopy(dec.prefix), [family.build(dec, r) for r in chosen], copy.deepcopy(dec.suffix),
                         [(r.start, r.end) for r in chosen], dec.num_features)
-    try:
-        student.load_state_dict(load_file(str(path)), strict=True)
-    except Exception as err:  # noqa: BLE001 - corrupt or foreign file
-        raise BadInputError(f"'{path}' does not load into its recorded Puzzle architecture "
-                            f"({type(err).__name__}); export it again") from None
-    return student.eval()
+    return load_weights(student, path)
 
 
 def global_kd_lm(student: nn.Module, teacher: nn.Module, sequences: torch.Tensor, *, steps: int, batch_size: int = 16,
