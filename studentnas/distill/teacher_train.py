@@ -7,11 +7,14 @@ random crop + flip unless ``augment=False``) and evaluated on the test split. Th
 
 * ``OUT.safetensors``: the state dict, loadable by ``--teacher-checkpoint`` everywhere (the head's
   class count and the input channels are read from the weights by :func:`studentnas.data.teachers.load_teacher`);
-  the same JSON as the sidecar is in its metadata under ``studentnas_teacher``;
-* ``OUT.json``: model, classes, image size, data, epochs, test top-1/top-5, per-epoch history.
+  the same JSON as the sidecar is in its metadata;
+* ``OUT.json``: kind ``teacher``, model, classes, image size, data, epochs, test top-1/top-5, per-epoch
+  history, versions.
 
-Both are written atomically. Training checkpoints go to ``OUT.ckpt/`` each epoch: rerunning the same
-command after an interruption resumes there, and the folder is removed once the teacher is written.
+Both are written together by :func:`studentnas.runfiles.models.write_model`, and
+:func:`studentnas.load_model` rebuilds the teacher (:func:`rebuild_teacher`). Training checkpoints go
+to ``OUT.ckpt/`` each epoch: rerunning the same command after an interruption resumes there, and the
+folder is removed once the teacher is written.
 
 Example::
 
@@ -29,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
 
 from studentnas.core.errors import BadInputError
 from studentnas.data import images as data_mod
@@ -37,10 +41,7 @@ from studentnas.distill.batches import Batches, holdout_split
 from studentnas.distill.evaluation import evaluate
 from studentnas.distill.train_config import TrainConfig
 from studentnas.distill.trainer import train
-from studentnas.engine.export import write_student
-from studentnas.runfiles.provenance import versions
-
-META_KEY = "studentnas_teacher"
+from studentnas.runfiles.models import MODEL_KINDS, write_model
 
 
 def _check_out(out: str | Path) -> Path:
@@ -107,7 +108,7 @@ def train_teacher(model: str, data: str, epochs: int, out: str | Path, *, image_
                    threads=threads)
     test = evaluate(teacher.model, Batches(test_set, size, teacher.mean, teacher.std, batch_size))
     meta = {
-        "format": 1, "model": model, "num_classes": len(train_set.classes), "classes": list(train_set.classes),
+        "model": model, "num_classes": len(train_set.classes), "classes": list(train_set.classes),
         "in_chans": chans, "image_size": [size[1], size[2]], "input_size": list(size),
         "mean": list(teacher.mean), "std": list(teacher.std), "data": data, "data_source": train_set.source,
         "test_source": test_set.source, "train_images": len(train_part),
@@ -117,8 +118,13 @@ def train_teacher(model: str, data: str, epochs: int, out: str | Path, *, image_
         "val_top1": result.last.get("val_top1"), "history": result.history,
         "resumed_from_epoch": result.resumed_from_epoch, "seconds": time.perf_counter() - start,
         "threads": torch.get_num_threads(),
-        "versions": versions(),
     }
-    write_student(out, teacher.model, meta, key=META_KEY)
+    meta = write_model(out, teacher.model, meta, kind="teacher")
     shutil.rmtree(ckpt_dir, ignore_errors=True)
     return meta
+
+
+@MODEL_KINDS.register("teacher")
+def rebuild_teacher(path: Path, meta: dict[str, Any]) -> nn.Module:
+    """A teacher written by :func:`train_teacher`: timm's ``meta["model"]`` with the weights of ``path``."""
+    return load_teacher(meta["model"], path, num_classes=meta["num_classes"]).model

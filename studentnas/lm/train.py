@@ -11,8 +11,9 @@ byte); bits per byte are ``loss / ln 2``; top-1 is the share of bytes predicted 
 Outputs, both written atomically:
 
 * ``OUT.safetensors``: the weights, with the sidecar's JSON (including the model config) in its
-  metadata under ``studentnas_lm``; load with :func:`studentnas.lm.load_lm`.
-* ``OUT.json``: config, steps, tokens seen, val/test loss, perplexity, bits per byte, top-1, the eval
+  metadata; load with :func:`studentnas.load_model` or :func:`studentnas.lm.load_lm`.
+* ``OUT.json`` (kind ``lm``, written with the weights by :func:`studentnas.runfiles.models.write_model`):
+  config, steps, tokens seen, val/test loss, perplexity, bits per byte, top-1, the eval
   history, tokens per second (wall clock, and per CPU second of this process, which a busy machine
   does not skew), the corpus (source, licence, split, sizes) and versions.
 
@@ -44,9 +45,9 @@ import torch.nn.functional as F
 from studentnas.core.console import Progress
 from studentnas.core.errors import BadInputError
 from studentnas.lm.corpus import Corpus, eval_windows, load_corpus, windows
-from studentnas.lm.model import GPT, LMS, META_KEY, lm_config, load_lm
+from studentnas.lm.model import GPT, LMS, lm_config, load_lm
 from studentnas.runfiles.atomic import write_atomic
-from studentnas.runfiles.provenance import versions
+from studentnas.runfiles.models import write_model
 
 CHECKPOINT = "lm.pt"
 
@@ -263,17 +264,15 @@ def train_lm(out: str | Path, *, model: str = "gpt_tiny", data: str = "fortunes"
     test = evaluate_lm(net, corpus.test, final_eval_windows)
     eval_seconds = time.perf_counter() - tick
     meta = {
-        "format": 1, "model": model, "config": gpt_config.to_dict(), "train_config": config.to_dict(),
+        "model": model, "config": gpt_config.to_dict(), "train_config": config.to_dict(),
         "params": n_params, "steps": steps, "tokens_seen": steps * batch_size * gpt_config.context,
         "train_loss": last_loss, "val": val, "test": test, "history": history, "corpus": corpus.describe(),
         "tokens_per_s": tokens_per_s, "train_seconds": train_seconds, "final_eval_seconds": eval_seconds,
         "train_cpu_seconds": cpu_seconds, "tokens_per_cpu_s": trained_tokens / cpu_seconds if cpu_seconds else 0.0,
-        "resumed_from_step": resumed_from, "threads": torch.get_num_threads(), "versions": versions(),
+        "resumed_from_step": resumed_from, "threads": torch.get_num_threads(),
     }
-    from studentnas.engine.export import write_student
-
     net.eval()
-    write_student(out, net, meta, key=META_KEY)
+    meta = write_model(out, net, meta, kind="lm")
     shutil.rmtree(ckpt_path.parent, ignore_errors=True)
     return meta
 
