@@ -36,7 +36,7 @@ import scipy
 
 from studentnas.puzzle.baselines import greedy
 from studentnas.puzzle.library import Entry, LayerInfo, Library, Replacement
-from studentnas.puzzle.mip import solve
+from studentnas.puzzle.mip_model import solve
 
 KEYS = ("params", "macs", "latency_ms")
 

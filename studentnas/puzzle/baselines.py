@@ -27,12 +27,12 @@ import numpy as np
 from studentnas.core.errors import BadInputError
 from studentnas.puzzle.library import Library
 from studentnas.puzzle.mip_model import solve
-from studentnas.puzzle.mip_table import EntryTable, MipSolution, _check_limits
+from studentnas.puzzle.mip_table import EntryTable, MipSolution, check_limits
 
 
 def _prepare(library: Library | EntryTable, limits: Mapping[str, float], metric: str):
     table = library if isinstance(library, EntryTable) else EntryTable.build(library, metric)
-    limits = _check_limits(table, limits, "limits")
+    limits = check_limits(table, limits, "limits")
     mask = table.usable_for([k for k in limits if k in table.costs])
     table.check_cover(mask, f"costs for {', '.join(sorted(limits))}")
     keys = sorted(limits)

@@ -19,11 +19,10 @@ from typing import Any
 from studentnas.core.budget import Budget
 from studentnas.core.errors import BadInputError
 from studentnas.puzzle.library import Entry, Library
-from studentnas.puzzle.mip_model import _fmt, solve
+from studentnas.puzzle.mip_model import format_number, solve
 from studentnas.puzzle.mip_table import EntryTable, MipSolution
 
-__all__ = ["BUDGET_KEYS", "EntryTable", "Measure", "MipSolution", "limits_from_budget", "solve", "solve_diverse",
-           "solve_with_recheck"]
+__all__ = ["BUDGET_KEYS", "Measure", "limits_from_budget", "solve_diverse", "solve_with_recheck"]
 
 #: Budget metric -> library cost key.
 BUDGET_KEYS = {"macs": "macs", "params": "params", "latency": "latency_ms", "memory": "memory_mb"}
@@ -148,4 +147,4 @@ def solve_with_recheck(library: Library | EntryTable, limits: Mapping[str, float
 
 
 def _short(costs: Mapping[str, float]) -> str:
-    return "{" + ", ".join(f"{k}={_fmt(v)}" for k, v in costs.items()) + "}"
+    return "{" + ", ".join(f"{k}={format_number(v)}" for k, v in costs.items()) + "}"

@@ -20,7 +20,10 @@ Formulation (METHODS.md §3.6), solved with ``scipy.optimize.milp`` (HiGHS):
 Teacher entries without the metric count as 0 for ``kl``/``nmse``/``loss`` (the teacher's own block
 does not move the output), and as the teacher's accuracy ``Library.meta["teacher_quality"]["acc"]``
 for ``acc`` when it is given; otherwise they are left out. Cost rows are scaled to at most 1 in
-absolute value before HiGHS sees them, so MAC counts near 1e10 and milliseconds share one tolerance.
+absolute value before HiGHS sees them, so MAC counts near 1e10 and milliseconds share one tolerance;
+so is the objective, so block KLs near 1e-8 (a near-identity block) are told apart as well as KLs near 1
+(HiGHS's absolute tolerances then mean: selections whose summed objectives differ by less than about
+``1e-6 * max_r |q_r|`` may be taken for ties).
 
 Example:
     >>> from studentnas.puzzle.library import Entry, LayerInfo, Library, Replacement
@@ -48,12 +51,17 @@ from scipy.optimize import Bounds, LinearConstraint, milp
 
 from studentnas.core.errors import BadInputError
 from studentnas.puzzle.library import COST_KEYS, Library
-from studentnas.puzzle.mip_table import EntryTable, MipSolution, _check_limits
+from studentnas.puzzle.mip_table import EntryTable, MipSolution, check_limits
 
 _MILP_STATUS = {0: "optimal", 1: "time_limit", 2: "infeasible", 3: "unbounded", 4: "error"}
 
 
-def _fmt(value: float) -> str:
+def format_number(value: float) -> str:
+    """A cost or limit in messages: six significant digits.
+
+    >>> format_number(1234567.0), format_number(0.5)
+    ('1.23457e+06', '0.5')
+    """
     return f"{value:.6g}"
 
 
@@ -91,6 +99,10 @@ def _structural(table: EntryTable, cols: np.ndarray, max_noops: int | None,
 
 def _run_milp(c: np.ndarray, table: EntryTable, cols: np.ndarray, budget_rows: _Rows, extra: _Rows,
               time_limit: float, gap: float):
+    # HiGHS's tolerances are absolute (about 1e-7 on reduced costs, 1e-6 on the MIP gap): unscaled block
+    # KLs of 1e-8 .. 1e-7 all look like 0 to it and any cover passes for optimal. Scaled to at most 1 (the
+    # selection is the same), only differences below about 1e-6 of the largest |q_r| are ties.
+    c = c / (float(np.abs(c).max()) or 1.0)
     cover = table.coverage[:, cols]
     blocks = [cover, *budget_rows.matrix, *extra.matrix]
     lower = [np.ones(table.num_layers), *budget_rows.lower, *extra.lower]
@@ -134,17 +146,18 @@ def _explain_infeasible(table: EntryTable, cols: np.ndarray, limits: Mapping[str
     alone, minima = [], []
     for key, limit in limits.items():
         best = _extreme(table, cols, key, extra, 1.0, time_limit)
-        minima.append(f"{key} <= {_fmt(limit)} (min {_fmt(best)})")
+        minima.append(f"{key} <= {format_number(limit)} (min {format_number(best)})")
         if best > limit * (1 + 1e-9) + 1e-12:
-            alone.append(f"budget {key} <= {_fmt(limit)} cannot be met{with_rules}: the smallest {key} any "
-                         f"selection reaches is {_fmt(best)} (fixed parts {_fmt(table.fixed(key))} included); "
-                         f"raise the limit to at least {_fmt(best)}")
+            alone.append(f"budget {key} <= {format_number(limit)} cannot be met{with_rules}: the smallest {key} "
+                         f"any selection reaches is {format_number(best)} (fixed parts "
+                         f"{format_number(table.fixed(key))} included); raise the limit to at least "
+                         f"{format_number(best)}")
     for key, limit in lower_limits.items():
         best = _extreme(table, cols, key, extra, -1.0, time_limit)
-        minima.append(f"{key} >= {_fmt(limit)} (max {_fmt(best)})")
+        minima.append(f"{key} >= {format_number(limit)} (max {format_number(best)})")
         if best < limit * (1 - 1e-9) - 1e-12:
-            alone.append(f"lower limit {key} >= {_fmt(limit)} cannot be met{with_rules}: the largest {key} any "
-                         f"selection reaches is {_fmt(best)}; lower it to at most {_fmt(best)}")
+            alone.append(f"lower limit {key} >= {format_number(limit)} cannot be met{with_rules}: the largest {key} "
+                         f"any selection reaches is {format_number(best)}; lower it to at most {format_number(best)}")
     if alone:
         return BadInputError("; ".join(alone))
     return BadInputError("each budget constraint can be met on its own but not all together"
@@ -180,7 +193,9 @@ def solve(library: Library | EntryTable, limits: Mapping[str, float], *, metric:
     (naming the constraint and the best value reachable). ``library`` may also be a prebuilt
     :class:`EntryTable` (re-solving many budgets; its metric is used). ``status`` is ``optimal`` when
     HiGHS proved the objective within ``mip_rel_gap`` (relative, HiGHS's default 1e-4) of the best
-    possible, ``time_limit`` when it stopped at ``time_limit`` seconds with a feasible selection.
+    possible, ``time_limit`` when it stopped at ``time_limit`` seconds with a feasible selection. HiGHS's
+absolute tolerances apply to the objective scaled to ``max_r |q_r| = 1``, so "optimal" means within
+``mip_rel_gap`` relative or about ``1e-6 * max_r |q_r|`` absolute of the best cover, whatever the unit.
 
     Example:
         >>> from studentnas.puzzle.library import Entry, LayerInfo, Library, Replacement
@@ -193,12 +208,12 @@ def solve(library: Library | EntryTable, limits: Mapping[str, float], *, metric:
     started = time.perf_counter()
     table = library if isinstance(library, EntryTable) else EntryTable.build(library, metric)
     metric = table.metric
-    limits = _check_limits(table, limits, "limits")
-    lower_limits = _check_limits(table, lower_limits, "lower_limits")
+    limits = check_limits(table, limits, "limits")
+    lower_limits = check_limits(table, lower_limits, "lower_limits")
     for key in set(limits) & set(lower_limits):
         if lower_limits[key] > limits[key]:
-            raise BadInputError(f"lower limit {key} >= {_fmt(lower_limits[key])} is above the upper limit "
-                                f"{key} <= {_fmt(limits[key])}; swap or fix them")
+            raise BadInputError(f"lower limit {key} >= {format_number(lower_limits[key])} is above the upper limit "
+                                f"{key} <= {format_number(limits[key])}; swap or fix them")
     if max_noops is not None and (int(max_noops) != max_noops or max_noops < 0):
         raise BadInputError(f"max_noops = {max_noops} must be a whole number >= 0")
     keys = [k for k in set(limits) | set(lower_limits) if k in table.costs]

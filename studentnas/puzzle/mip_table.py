@@ -188,7 +188,9 @@ def _coverage(starts: np.ndarray, ends: np.ndarray, num_layers: int) -> sparse.c
     return sparse.csr_array((np.ones(cols.size), (rows, cols)), shape=(num_layers, starts.size))
 
 
-def _check_limits(table: EntryTable, limits: Mapping[str, float] | None, what: str) -> dict[str, float]:
+def check_limits(table: EntryTable, limits: Mapping[str, float] | None, what: str) -> dict[str, float]:
+    """``limits`` as floats, each key a library cost key that ``table`` has costs for and each value finite;
+    a :class:`BadInputError` naming ``what`` otherwise."""
     out = {}
     for key, value in (limits or {}).items():
         if key not in COST_KEYS:

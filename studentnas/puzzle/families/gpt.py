@@ -27,9 +27,9 @@ from torch import nn
 from studentnas.core.errors import BadInputError
 from studentnas.lm.model import GPT, MLP, Block, CausalSelfAttention
 from studentnas.puzzle.decompose import FAMILIES, Decomposed
-from studentnas.puzzle.families._transformer_modules import Residual, linear_from
-from studentnas.puzzle.families._transformer_pruning import AttnWeights, FfnWeights
 from studentnas.puzzle.families.transformer import TransformerFamily, split_blocks, transformer_infos
+from studentnas.puzzle.families.transformer_modules import Residual, linear_from
+from studentnas.puzzle.families.transformer_pruning import AttnWeights, FfnWeights
 
 
 class GptPrefix(nn.Module):
@@ -64,7 +64,7 @@ def block_sizes(block: nn.Module) -> dict[str, int] | None:
             "ffn_dim": block.mlp.fc1.out_features}
 
 
-@FAMILIES.register("gpt")
+@FAMILIES.register()
 class GptFamily(TransformerFamily):
     """The project's GPT language models (``studentnas.lm``: ``gpt_tiny``, ``gpt_small``)."""
 

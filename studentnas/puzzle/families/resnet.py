@@ -65,29 +65,17 @@ from torch import nn
 
 from studentnas.core.errors import BadInputError
 from studentnas.puzzle.decompose import FAMILIES, Decomposed, Family
-from studentnas.puzzle.families._resnet_blocks import (
-    PRUNERS,
-    basic_from_bottleneck,
-    channel_importance,
-    linear_block,
-    prune_basic,
-    prune_bottleneck,
-)
-from studentnas.puzzle.families._resnet_blocks import _keep as _keep  # re-exported: the tests call resnet._keep
-from studentnas.puzzle.families._resnet_library import (
+from studentnas.puzzle.families.resnet_library import (
     BUILDERS,
-    DEFAULT_OPTIONS,
-    _check_span,
-    _mergeable,
-    _single_replacements,
-    _width_replacements,
+    check_span,
+    mergeable,
     parse_options,
+    single_replacements,
+    width_replacements,
 )
 from studentnas.puzzle.library import LayerInfo, Replacement
 
-__all__ = ["BLOCK_KINDS", "BUILDERS", "DEFAULT_OPTIONS", "PRUNERS", "ResNetFamily", "ResNetHead", "ResNetStem",
-           "basic_from_bottleneck", "block_kind", "channel_importance", "linear_block", "parse_options", "prune_basic",
-           "prune_bottleneck"]
+__all__ = ["BLOCK_KINDS", "ResNetFamily", "ResNetHead", "ResNetStem", "block_kind"]
 
 #: timm block classes this family understands, by the kind name Puzzle uses.
 BLOCK_KINDS: dict[type, str] = {BasicBlock: "basic", Bottleneck: "bottleneck"}
@@ -189,7 +177,7 @@ def _in_chans(model: ResNet) -> int:
     return next(m for m in model.conv1.modules() if isinstance(m, nn.Conv2d)).in_channels
 
 
-@FAMILIES.register("resnet")
+@FAMILIES.register()
 class ResNetFamily(Family):
     """timm ``ResNet`` teachers with ``BasicBlock`` (resnet18/34) or ``Bottleneck`` (resnet26/50/101) blocks."""
 
@@ -228,12 +216,12 @@ class ResNetFamily(Family):
         opts = parse_options(options)
         reps: list[Replacement] = []
         for i, info in enumerate(dec.infos):
-            reps += _single_replacements(info, opts)
-            if opts["merge"] and i + 1 < len(dec.infos) and _mergeable(info, dec.infos[i + 1]):
-                reps += _width_replacements(info, "merge", opts["merge_widths"], i, i + 2)
+            reps += single_replacements(info, opts)
+            if opts["merge"] and i + 1 < len(dec.infos) and mergeable(info, dec.infos[i + 1]):
+                reps += width_replacements(info, "merge", opts["merge_widths"], i, i + 2)
         return reps
 
     def build(self, dec: Decomposed, replacement: Replacement) -> nn.Module:
-        _check_span(dec, replacement)
+        check_span(dec, replacement)
         module = BUILDERS[replacement.kind](dec, replacement)
         return module.train(dec.layers[replacement.start].training)

@@ -5,9 +5,8 @@ parent layers, ``attn_i`` and ``ffn_i``, each a :class:`Residual` around the tea
 :class:`TransformerFamily` lists the same replacement grid for every transformer teacher and builds
 every replacement; a concrete family (``vit``, ``gpt``) only decomposes its teacher and converts its
 attention and MLP modules to and from plain weight tensors (:class:`AttnWeights`,
-:class:`FfnWeights`). The modules live in :mod:`~studentnas.puzzle.families._transformer_modules`,
-the weights and pruning in :mod:`~studentnas.puzzle.families._transformer_pruning`; both are
-re-exported here.
+:class:`FfnWeights`). The modules live in :mod:`~studentnas.puzzle.families.transformer_modules`,
+the weights and pruning in :mod:`~studentnas.puzzle.families.transformer_pruning`.
 
 **Replacements** (``options`` keys and their defaults in :data:`DEFAULT_OPTIONS`):
 
@@ -52,8 +51,8 @@ from torch import nn
 
 from studentnas.core.errors import BadInputError
 from studentnas.puzzle.decompose import Decomposed, Family
-from studentnas.puzzle.families._transformer_modules import GroupedAttention, LinearResidual, Residual, linear_from
-from studentnas.puzzle.families._transformer_pruning import (
+from studentnas.puzzle.families.transformer_modules import LinearResidual, Residual
+from studentnas.puzzle.families.transformer_pruning import (
     AttnWeights,
     FfnWeights,
     keep_heads,
@@ -63,10 +62,8 @@ from studentnas.puzzle.families._transformer_pruning import (
 )
 from studentnas.puzzle.library import LayerInfo, Replacement
 
-__all__ = ["BLOCK_KINDS", "DEFAULT_OPTIONS", "LAYER_KINDS", "AttnWeights", "FfnWeights", "GroupedAttention",
-           "LinearResidual", "Residual", "TransformerFamily", "attn_replacements", "ffn_replacements", "keep_heads",
-           "kv_for_heads", "linear_from", "parse_options", "round_half_up", "split_blocks", "top_units",
-           "transformer_infos"]
+__all__ = ["BLOCK_KINDS", "DEFAULT_OPTIONS", "LAYER_KINDS", "TransformerFamily", "attn_replacements",
+           "ffn_replacements", "parse_options", "split_blocks", "transformer_infos"]
 
 #: Library options of the transformer families and their defaults.
 DEFAULT_OPTIONS: dict[str, Any] = {

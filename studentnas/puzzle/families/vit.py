@@ -38,9 +38,9 @@ from torch import nn
 
 from studentnas.core.errors import BadInputError
 from studentnas.puzzle.decompose import FAMILIES, Decomposed
-from studentnas.puzzle.families._transformer_modules import GroupedAttention, Residual, linear_from
-from studentnas.puzzle.families._transformer_pruning import AttnWeights, FfnWeights
 from studentnas.puzzle.families.transformer import TransformerFamily, split_blocks, transformer_infos
+from studentnas.puzzle.families.transformer_modules import GroupedAttention, Residual, linear_from
+from studentnas.puzzle.families.transformer_pruning import AttnWeights, FfnWeights
 
 #: Teacher attributes the prefix and the suffix borrow (timm's methods read them by these names).
 PREFIX_ATTRS = ("patch_embed", "cls_token", "reg_token", "pos_embed", "pos_drop", "patch_drop", "norm_pre",
@@ -94,7 +94,7 @@ def block_sizes(block: nn.Module) -> dict[str, int] | None:
             "dim": attn.qkv.in_features, "ffn_dim": mlp.fc1.out_features}
 
 
-@FAMILIES.register("vit")
+@FAMILIES.register()
 class VitFamily(TransformerFamily):
     """timm ``VisionTransformer`` teachers (``vit_*``, ``deit_*`` without distillation token)."""
 

@@ -1,6 +1,6 @@
 """The library of the ``resnet`` Puzzle family: its options, the replacements of each block and their builders.
 
-:func:`parse_options` checks the grid's options, ``_single_replacements`` and ``_width_replacements``
+:func:`parse_options` checks the grid's options, :func:`single_replacements` and :func:`width_replacements`
 list a block's (and a stage pair's) replacements, and :data:`BUILDERS` makes the module of each
 replacement kind from the parent (see :mod:`studentnas.puzzle.families.resnet` for the whole library).
 
@@ -24,7 +24,7 @@ from torch import nn
 
 from studentnas.core.errors import BadInputError
 from studentnas.puzzle.decompose import Decomposed
-from studentnas.puzzle.families._resnet_blocks import PRUNERS, _width_count, basic_from_bottleneck, linear_block
+from studentnas.puzzle.families.resnet_blocks import PRUNERS, basic_from_bottleneck, linear_block, width_count
 from studentnas.puzzle.library import LayerInfo, Replacement
 
 #: The library grid and its defaults; ``replacements(dec, options)`` accepts exactly these keys.
@@ -73,12 +73,12 @@ def parse_options(options: Mapping[str, object] | None) -> dict[str, Any]:
 # The library
 
 
-def _width_replacements(info: LayerInfo, kind: str, widths: Sequence[float], start: int, end: int) -> list[Replacement]:
+def width_replacements(info: LayerInfo, kind: str, widths: Sequence[float], start: int, end: int) -> list[Replacement]:
     """One replacement per width, skipping widths that round to a mid-channel count already listed."""
     seen: set[int] = set()
     out = []
     for width in widths:
-        count = _width_count(width, info.extra["mid_channels"])
+        count = width_count(width, info.extra["mid_channels"])
         if count not in seen:
             seen.add(count)
             out.append(Replacement(start, end, kind, {"width": width}))
@@ -89,12 +89,14 @@ def _noop_allowed(info: LayerInfo) -> bool:
     return info.extra["stride"] == 1 and info.in_shape == info.out_shape
 
 
-def _single_replacements(info: LayerInfo, opts: Mapping[str, Any]) -> list[Replacement]:
+def single_replacements(info: LayerInfo, opts: Mapping[str, Any]) -> list[Replacement]:
+    """The one-block replacements of block ``info`` under the parsed ``opts``: ``teacher`` first, then the
+    narrower, basic, linear and noop variants the block's kind allows (an ``unknown`` block: ``teacher`` only)."""
     i = info.index
     reps = [Replacement(i, i + 1, "teacher")]
     if info.kind == "unknown":
         return reps
-    reps += _width_replacements(info, info.kind, opts["widths"], i, i + 1)
+    reps += width_replacements(info, info.kind, opts["widths"], i, i + 1)
     if info.kind == "bottleneck" and opts["basic"]:
         reps.append(Replacement(i, i + 1, "basic"))
     if opts["linear"]:
@@ -104,7 +106,7 @@ def _single_replacements(info: LayerInfo, opts: Mapping[str, Any]) -> list[Repla
     return reps
 
 
-def _mergeable(first: LayerInfo, second: LayerInfo) -> bool:
+def mergeable(first: LayerInfo, second: LayerInfo) -> bool:
     """Two known blocks of one stage whose second keeps shape (so the first's mapping covers the pair)."""
     return ("unknown" not in (first.kind, second.kind) and first.stage == second.stage
             and _noop_allowed(second) and first.out_shape == second.out_shape)
@@ -143,7 +145,7 @@ def _build_width(dec: Decomposed, rep: Replacement) -> nn.Module:
 
 def _build_merge(dec: Decomposed, rep: Replacement) -> nn.Module:
     first, second = dec.infos[rep.start], dec.infos[rep.end - 1]
-    if rep.width != 2 or not _mergeable(first, second):
+    if rep.width != 2 or not mergeable(first, second):
         raise BadInputError(f"{rep.label}: a merge covers two consecutive shape-compatible blocks of one stage; "
                             f"{first.name} (stage {first.stage}) and {second.name} (stage {second.stage}) are not")
     return PRUNERS[first.kind](dec.layers[rep.start], _width_of(rep))
@@ -167,7 +169,9 @@ BUILDERS: dict[str, Callable[[Decomposed, Replacement], nn.Module]] = {
 }
 
 
-def _check_span(dec: Decomposed, rep: Replacement) -> None:
+def check_span(dec: Decomposed, rep: Replacement) -> None:
+    """Refuse a replacement this library cannot build on ``dec``: an unknown kind, a span past the last
+    block, a multi-block span other than ``merge``, or anything but ``teacher`` on an ``unknown`` block."""
     if rep.kind not in BUILDERS:
         raise BadInputError(f"unknown ResNet replacement kind '{rep.kind}'; known kinds: {', '.join(BUILDERS)}")
     if rep.end > len(dec.layers):

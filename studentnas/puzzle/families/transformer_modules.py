@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from studentnas.core.errors import BadInputError
-from studentnas.puzzle.families._transformer_pruning import AttnWeights
+from studentnas.puzzle.families.transformer_pruning import AttnWeights
 
 
 class Residual(nn.Module):

@@ -44,7 +44,12 @@ def _keep(importance: torch.Tensor, count: int) -> torch.Tensor:
     return ranked.sort().values
 
 
-def _width_count(width: float, channels: int) -> int:
+def width_count(width: float, channels: int) -> int:
+    """How many of ``channels`` mid channels a block of relative ``width`` keeps (rounded half up, at least 1).
+
+    >>> width_count(0.5, 64), width_count(0.3, 5), width_count(0.01, 8)
+    (32, 2, 1)
+    """
     return max(1, int(math.floor(width * channels + 0.5)))
 
 
@@ -74,7 +79,7 @@ def _slice_bn(bn: nn.BatchNorm2d, idx: torch.Tensor) -> nn.BatchNorm2d:
 
 def prune_basic(block: BasicBlock, width: float) -> BasicBlock:
     """A copy of ``block`` keeping the ``width`` share of its mid channels ranked by :func:`channel_importance`."""
-    keep = _keep(channel_importance(block.bn1, block.conv2), _width_count(width, block.conv1.out_channels))
+    keep = _keep(channel_importance(block.bn1, block.conv2), width_count(width, block.conv1.out_channels))
     new = copy.deepcopy(block)
     new.conv1, new.bn1 = _slice_conv(block.conv1, out_idx=keep), _slice_bn(block.bn1, keep)
     new.conv2 = _slice_conv(block.conv2, in_idx=keep)
@@ -83,8 +88,8 @@ def prune_basic(block: BasicBlock, width: float) -> BasicBlock:
 
 def prune_bottleneck(block: Bottleneck, width: float) -> Bottleneck:
     """A copy of ``block`` with both mid tensors cut to ``width``, each ranked by :func:`channel_importance`."""
-    keep1 = _keep(channel_importance(block.bn1, block.conv2), _width_count(width, block.conv1.out_channels))
-    keep2 = _keep(channel_importance(block.bn2, block.conv3), _width_count(width, block.conv2.out_channels))
+    keep1 = _keep(channel_importance(block.bn1, block.conv2), width_count(width, block.conv1.out_channels))
+    keep2 = _keep(channel_importance(block.bn2, block.conv3), width_count(width, block.conv2.out_channels))
     new = copy.deepcopy(block)
     new.conv1, new.bn1 = _slice_conv(block.conv1, out_idx=keep1), _slice_bn(block.bn1, keep1)
     new.conv2, new.bn2 = _slice_conv(block.conv2, out_idx=keep2, in_idx=keep1), _slice_bn(block.bn2, keep2)
