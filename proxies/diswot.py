@@ -8,12 +8,12 @@
   ||.||_F^2 / K (the same "mean squared distance of unit rows" scale as the ICKD form, [0, 4]).
   ``fallback="projection"`` instead projects the wider gradient to the narrower width with a fixed
   random orthogonal matrix (seeded by ``ctx.seed``) and keeps the ICKD form. The proxy's ``config()``
-  records the fallback, and :func:`semantic_mode` says which form a pair of widths gets. In a space
-  of mixed widths only some candidates match the teacher's width; so that one search ranks one
-  quantity, the default (``always_fallback=None`` with the class-Gram fallback) scores EVERY candidate
-  with the class-Gram form. ``always_fallback=False`` uses the paper's ICKD form wherever the widths
-  match (right for same-width spaces such as DisWOT's CIFAR ResNets; the ``ickd`` proxy is that form
-  alone).
+  records the fallback, and :func:`~studentnas.scoring.teacher_student.semantic_mode` says which form a
+  pair of widths gets. In a space of mixed widths only some candidates match the teacher's width; so
+  that one search ranks one quantity, the default (``always_fallback=None`` with the class-Gram
+  fallback) scores EVERY candidate with the class-Gram form. ``always_fallback=False`` uses the
+  paper's ICKD form wherever the widths match (right for same-width spaces such as DisWOT's CIFAR
+  ResNets; the ``ickd`` proxy is that form alone).
   Note (§1.3): d_sem depends only on each class vector's direction and sign pattern.
 * ``diswot_relation``: -d_rel (§1.4). The last pre-pool feature maps (``forward_features``; B x N x D
   tokens for a ViT) flattened per sample, B x B Gram row-normalised, ||A_t - A_s||_F^2 / B^2. Free of
@@ -48,44 +48,26 @@ Example:
 from __future__ import annotations
 
 import copy
-import functools
 import math
 
 import torch
 from torch import nn
 
 from studentnas.core.errors import BadInputError
-from studentnas.core.proxy import Proxy, ProxyContext
+from studentnas.core.proxy import Proxy, ProxyContext, scoring_mode
 from studentnas.core.registry import PROXIES
-from studentnas.scoring.similarity import (
-    batch_gram,
-    class_gram_distance,
-    ickd_distance,
-    orthogonal_projection,
-    relation_distance,
-)
+from studentnas.scoring.pairs import teacher_copy_pair
 from studentnas.scoring.solo_passes import gaussian_init
 from studentnas.scoring.teacher_student import (
-    check_classes,
-    example_context,
-    scoring_mode,
+    DEFAULT_FALLBACK,
+    check_always_fallback,
+    check_fallback,
+    relation_distance_to_teacher,
+    semantic_distance,
     shared_for,
     student_fc_grad,
-    student_pass,
     teacher_fc_grad,
-    teacher_gram,
-    tiny_net,
 )
-
-FALLBACKS = ("class_gram", "projection", "none")
-DEFAULT_FALLBACK = "class_gram"  # METHODS §8: "K x K class-relation fallback"
-
-
-def _check_fallback(fallback: str) -> str:
-    if fallback not in FALLBACKS:
-        raise BadInputError(f"diswot: fallback must be one of {list(FALLBACKS)} (what d_sem does when student and "
-                            f"teacher widths differ), got {fallback!r}; the default is '{DEFAULT_FALLBACK}'")
-    return fallback
 
 
 def _check_weight(name: str, value: float) -> float:
@@ -94,75 +76,12 @@ def _check_weight(name: str, value: float) -> float:
     return float(value)
 
 
-def _check_always(always_fallback: bool | None, fallback: str) -> bool:
-    """``None`` (the default) means: always the class-Gram form when that is the fallback."""
-    if always_fallback is None:
-        return fallback == "class_gram"
-    if not isinstance(always_fallback, bool):
-        raise BadInputError(f"diswot: always_fallback must be True or False, got {always_fallback!r}")
-    if always_fallback and fallback != "class_gram":
-        raise BadInputError(f"diswot: always_fallback=True scores every candidate with the class-Gram form, so it "
-                            f"needs fallback='class_gram', got fallback={fallback!r}; change one of the two")
-    return always_fallback
-
-
-def semantic_mode(c_s: int, c_t: int, fallback: str = DEFAULT_FALLBACK, always_fallback: bool = False) -> str:
-    """Which d_sem form student/teacher widths ``c_s``/``c_t`` get: ``"ickd"`` or the fallback's name.
-
-    >>> semantic_mode(512, 2048), semantic_mode(2048, 2048), semantic_mode(2048, 2048, always_fallback=True)
-    ('class_gram', 'ickd', 'class_gram')
-    """
-    _check_always(always_fallback, _check_fallback(fallback))
-    return "ickd" if c_s == c_t and not always_fallback else fallback
-
-
-@functools.lru_cache(maxsize=16)
-def _projection(c_in: int, c_out: int, seed: int) -> torch.Tensor:
-    return orthogonal_projection(c_in, c_out, seed)
-
-
-def semantic_distance(g_s: torch.Tensor, g_t: torch.Tensor, fallback: str = DEFAULT_FALLBACK,
-                      seed: int = 0, always_fallback: bool = False) -> float:
-    """d_sem between the K x C_S student and K x C_T teacher classifier gradients (see the module doc)."""
-    check_classes(g_s, g_t)
-    mode = semantic_mode(g_s.shape[1], g_t.shape[1], fallback, always_fallback)
-    if mode == "ickd":
-        return float(ickd_distance(g_s.double(), g_t.double()))
-    if mode == "class_gram":
-        return float(class_gram_distance(g_s.double(), g_t.double()))
-    if mode == "projection":
-        s, t = g_s.double(), g_t.double()
-        if s.shape[1] > t.shape[1]:
-            s = s @ _projection(s.shape[1], t.shape[1], seed).to(s.device)
-        else:
-            t = t @ _projection(t.shape[1], s.shape[1], seed).to(t.device)
-        return float(ickd_distance(s, t))
-    raise ValueError(f"the student's classifier sees {g_s.shape[1]} channels and the teacher's {g_t.shape[1]}: the "
-                     "ICKD form of the semantic term needs equal widths (fallback='none'); use diswot_semantic with "
-                     "fallback='class_gram' or 'projection' for networks of different widths")
-
-
 def d_sem(student: nn.Module, ctx: ProxyContext, fallback: str, always_fallback: bool = False) -> float:
     """The semantic distance of ``student`` to the context's teacher, shared by a suite's proxies."""
     g_t = teacher_fc_grad(ctx)
     g_s = student_fc_grad(student, ctx)
     return shared_for(ctx, f"diswot_d_sem:{fallback}:{always_fallback}", student,
                       lambda: semantic_distance(g_s, g_t, fallback, ctx.seed, always_fallback))
-
-
-def d_rel(student: nn.Module, ctx: ProxyContext) -> float:
-    """The relation distance of ``student`` to the context's teacher, shared by a suite's proxies."""
-    gram_t = teacher_gram(ctx)
-    feats = student_pass(student, ctx).features
-    return shared_for(ctx, "diswot_d_rel", student,
-                      lambda: float(relation_distance(batch_gram(feats.double()), gram_t)))
-
-
-def teacher_copy_pair() -> tuple[tuple[nn.Module, ProxyContext], tuple[nn.Module, ProxyContext]]:
-    """A student that IS a copy of the teacher (distance 0, the maximum) and a differently initialised one."""
-    teacher = tiny_net(0)
-    ctx_same, ctx_other = example_context(teacher)
-    return (copy.deepcopy(teacher), ctx_same), (tiny_net(1), ctx_other)
 
 
 @PROXIES.register()
@@ -189,8 +108,8 @@ class DisWOTSemanticProxy(Proxy):
     sign = "negated: d_sem is a distance to the teacher, so -d_sem is higher for a more teacher-like student"
 
     def __init__(self, fallback: str = DEFAULT_FALLBACK, always_fallback: bool | None = None):
-        self.fallback = _check_fallback(fallback)
-        self.always_fallback = _check_always(always_fallback, fallback)
+        self.fallback = check_fallback(fallback)
+        self.always_fallback = check_always_fallback(always_fallback, fallback)
 
     def _score(self, student: nn.Module, ctx: ProxyContext) -> float:
         return 0.0 - d_sem(student, ctx, self.fallback, self.always_fallback)  # 0.0 - x: no -0.0
@@ -222,7 +141,7 @@ class DisWOTRelationProxy(Proxy):
     sign = "negated: d_rel is a distance to the teacher, so -d_rel is higher for a more teacher-like student"
 
     def _score(self, student: nn.Module, ctx: ProxyContext) -> float:
-        return 0.0 - d_rel(student, ctx)
+        return 0.0 - relation_distance_to_teacher(student, ctx)
 
     @classmethod
     def example_pair(cls):  # noqa: ANN206 - see Proxy.example_pair
@@ -252,12 +171,12 @@ class DisWOTProxy(Proxy):
     def __init__(self, w_sem: float = 1.0, w_rel: float = 1.0, fallback: str = DEFAULT_FALLBACK,
                  always_fallback: bool | None = None):
         self.w_sem, self.w_rel = _check_weight("w_sem", w_sem), _check_weight("w_rel", w_rel)
-        self.fallback = _check_fallback(fallback)
-        self.always_fallback = _check_always(always_fallback, fallback)
+        self.fallback = check_fallback(fallback)
+        self.always_fallback = check_always_fallback(always_fallback, fallback)
 
     def _score(self, student: nn.Module, ctx: ProxyContext) -> float:
         sem = d_sem(student, ctx, self.fallback, self.always_fallback) if self.w_sem else 0.0
-        rel = d_rel(student, ctx) if self.w_rel else 0.0
+        rel = relation_distance_to_teacher(student, ctx) if self.w_rel else 0.0
         return 0.0 - (self.w_sem * sem + self.w_rel * rel)
 
     @classmethod

@@ -39,15 +39,16 @@ import torch
 from torch import nn
 
 from studentnas.core.errors import BadInputError
-from studentnas.core.proxy import Proxy, ProxyContext
+from studentnas.core.proxy import Proxy, ProxyContext, scoring_mode
 from studentnas.core.registry import PROXIES
-from studentnas.proxies.diswot import DisWOTRelationProxy, semantic_distance, teacher_copy_pair
+from studentnas.scoring.pairs import teacher_copy_pair
 from studentnas.scoring.similarity import attention_distance_from_energy, attention_energy, hinton_kd
 from studentnas.scoring.teacher_student import (
     WEIGHTED,
     check_timm_api,
     example_context,
-    scoring_mode,
+    relation_distance_to_teacher,
+    semantic_distance,
     shared_for,
     student_fc_grad,
     student_pass,
@@ -258,9 +259,10 @@ class KDLogitsProxy(Proxy):
 
 
 @PROXIES.register()
-class KDSPProxy(DisWOTRelationProxy):
+class KDSPProxy(Proxy):
     """-similarity-preserving loss on the pre-pool maps: the same value as ``diswot_relation`` (and the
-    same shared computation), registered under the name the KD-proxy literature uses.
+    same shared computation, :func:`~studentnas.scoring.teacher_student.relation_distance_to_teacher`),
+    registered under the name the KD-proxy literature uses.
 
     Example:
         >>> from studentnas.scoring.teacher_student import example_context, tiny_net
@@ -270,7 +272,15 @@ class KDSPProxy(DisWOTRelationProxy):
     """
 
     name = "kd_sp"
+    needs = frozenset({"data", "teacher"})
     sign = "negated: the SP loss is a distance to the teacher, so higher means more teacher-like"
+
+    def _score(self, student: nn.Module, ctx: ProxyContext) -> float:
+        return 0.0 - relation_distance_to_teacher(student, ctx)
+
+    @classmethod
+    def example_pair(cls):  # noqa: ANN206 - see Proxy.example_pair
+        return teacher_copy_pair()
 
 
 def stage_maps(model: nn.Module, images: torch.Tensor) -> list[torch.Tensor]:

@@ -29,32 +29,11 @@ from torch import nn
 from studentnas.core.proxy import Proxy, ProxyContext, signed_log
 from studentnas.core.registry import PROXIES
 from studentnas.scoring import passes, solo_passes
-
-Pair = tuple[tuple[nn.Module, ProxyContext], tuple[nn.Module, ProxyContext]]
+from studentnas.scoring.pairs import Pair, live_and_dead_pair
 
 
 def _gradients(student: nn.Module, ctx: ProxyContext) -> passes.GradientPass:
     return passes.shared(ctx, "gradient", student, lambda: passes.gradient_pass(student, ctx))
-
-
-def live_and_dead_pair(wrong_labels: bool = False) -> Pair:
-    """A bias-free 4-8-3 ReLU MLP and the same MLP with its first layer pruned to zero, on 4 samples.
-
-    The dead copy passes no signal: its hidden units are 0, so every weight gradient, every weight
-    times gradient and every layer output is exactly 0, and every gradient-saliency proxy gives it 0,
-    while the live net has non-zero gradients. ``wrong_labels`` labels each sample with its lowest
-    logit (used by ``plain``, whose sign depends on the labels).
-    """
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)
-        live = nn.Sequential(nn.Linear(4, 8, bias=False), nn.ReLU(), nn.Linear(8, 3, bias=False))
-        x = torch.randn(4, 4)
-    dead = copy.deepcopy(live)
-    with torch.no_grad():
-        dead[0].weight.zero_()
-        labels = live(x).argmin(dim=1) if wrong_labels else torch.tensor([0, 1, 2, 0])
-    ctx = ProxyContext(x, labels, 3).for_candidate(None)
-    return (live, ctx), (dead, ctx)
 
 
 @PROXIES.register()

@@ -37,8 +37,8 @@ from torch import nn
 from studentnas.core.proxy import Proxy, ProxyContext
 from studentnas.core.registry import PROXIES
 from studentnas.scoring import passes
+from studentnas.scoring.pairs import Pair
 
-Pair = tuple[tuple[nn.Module, ProxyContext], tuple[nn.Module, ProxyContext]]
 EIGEN_SHIFT = 1e-5  # k of jacov and epe_nas
 
 

@@ -30,10 +30,9 @@ from torch import nn
 from studentnas.core.errors import BadInputError
 from studentnas.core.proxy import Proxy, ProxyContext
 from studentnas.core.registry import PROXIES
-from studentnas.proxies.zero_cost import live_and_dead_pair
 from studentnas.scoring import passes, solo_passes
+from studentnas.scoring.pairs import Pair, live_and_dead_pair
 
-Pair = tuple[tuple[nn.Module, ProxyContext], tuple[nn.Module, ProxyContext]]
 BN_VARIANCES = ("running", "batch")
 
 

@@ -14,11 +14,10 @@ import studentnas.scoring.similarity as similarity
 from studentnas import get_proxy, get_space
 from studentnas.core.errors import BadInputError
 from studentnas.core.proxy import ProxyContext
-from studentnas.proxies.diswot import semantic_distance, semantic_mode
 from studentnas.scoring import passes as _passes
 from studentnas.scoring import teacher_student as _teacher_student
 from studentnas.scoring.similarity import batch_gram, class_gram_distance, ickd_distance, relation_distance
-from studentnas.scoring.teacher_student import TinyNet, example_context, tiny_net
+from studentnas.scoring.teacher_student import TinyNet, example_context, semantic_distance, semantic_mode, tiny_net
 from studentnas.testing.proxies import LinearHead
 
 SUITE = ("diswot", "diswot_semantic", "diswot_relation")

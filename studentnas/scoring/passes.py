@@ -125,12 +125,14 @@ def train_copy(student: nn.Module, ctx: ProxyContext) -> nn.Module:
     return shared(ctx, "train_copy", student, lambda: detached_copy(student))
 
 
-def _device(net: nn.Module, ctx: ProxyContext) -> torch.device:
+def device_of(net: nn.Module, ctx: ProxyContext) -> torch.device:
+    """Where ``net``'s weights are (``ctx.device`` for a net without parameters): a pass's inputs go there."""
     param = next(net.parameters(), None)
     return param.device if param is not None else ctx.device
 
 
-def _logits(net: nn.Module, x: torch.Tensor) -> torch.Tensor:
+def logits_of(net: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """``net(x)``, which must be one logits tensor (a ``ValueError`` that says how to wrap the model otherwise)."""
     out = net(x)
     if not isinstance(out, torch.Tensor):
         raise ValueError(f"zero-cost proxies need a student whose forward returns one logits tensor, got "
@@ -138,7 +140,8 @@ def _logits(net: nn.Module, x: torch.Tensor) -> torch.Tensor:
     return out
 
 
-def _labels(ctx: ProxyContext, logits: torch.Tensor) -> torch.Tensor:
+def checked_labels(ctx: ProxyContext, logits: torch.Tensor) -> torch.Tensor:
+    """``ctx.labels`` on ``logits``' device, checked to lie in ``[0, classes)`` of the student's output."""
     labels = ctx.labels.to(logits.device).long()
     classes = logits.shape[-1]
     if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= classes):
@@ -148,7 +151,7 @@ def _labels(ctx: ProxyContext, logits: torch.Tensor) -> torch.Tensor:
     return labels
 
 
-def _grads(loss: torch.Tensor, weights: list[torch.Tensor], **kwargs: bool) -> list[torch.Tensor]:
+def grads_of(loss: torch.Tensor, weights: list[torch.Tensor], **kwargs: bool) -> list[torch.Tensor]:
     """d loss / d weights, zeros for weights the loss does not reach."""
     if not loss.requires_grad:
         return [torch.zeros_like(w) for w in weights]
@@ -232,11 +235,11 @@ def _gradient_pass(student: nn.Module, ctx: ProxyContext, snapshot: bool) -> Gra
                for i, m in enumerate(layers)]
     try:
         with torch.enable_grad():
-            x = ctx.images.to(_device(net, ctx))
-            logits = _logits(net, x)
-            loss = F.cross_entropy(logits, _labels(ctx, logits))
+            x = ctx.images.to(device_of(net, ctx))
+            logits = logits_of(net, x)
+            loss = F.cross_entropy(logits, checked_labels(ctx, logits))
             weights = [m.weight for m in layers]
-            grads = [g.detach() for g in _grads(loss, weights)]
+            grads = [g.detach() for g in grads_of(loss, weights)]
     finally:
         for h in handles:
             h.remove()
@@ -261,7 +264,7 @@ def grasp_pass(student: nn.Module, ctx: ProxyContext) -> GraspPass:
     g0 = shared(ctx, "gradient", student, lambda: gradient_pass(student, ctx)).grads
     net = train_copy(student, ctx)
     layers = weighted_layers(net)
-    device = _device(net, ctx)
+    device = device_of(net, ctx)
     if device.type == "cpu" and any(m.weight.dim() == 4 and not m.weight.is_contiguous() for m in layers):
         # CPU double backward (BatchNorm's above all) runs ~1.4x faster on contiguous tensors than on
         # channels_last ones, which the other passes prefer: this pass gets a contiguous copy of its own
@@ -270,11 +273,11 @@ def grasp_pass(student: nn.Module, ctx: ProxyContext) -> GraspPass:
     weights = [m.weight for m in layers]
     with torch.enable_grad():
         x = ctx.images.to(device).contiguous()
-        logits = _logits(net, x)
-        loss = F.cross_entropy(logits, _labels(ctx, logits))
-        g = _grads(loss, weights, create_graph=True)
+        logits = logits_of(net, x)
+        loss = F.cross_entropy(logits, checked_labels(ctx, logits))
+        g = grads_of(loss, weights, create_graph=True)
         z = sum((a * b).sum() for a, b in zip(g0, g) if b.requires_grad)
-        hg = _grads(z, weights) if isinstance(z, torch.Tensor) else [torch.zeros_like(w) for w in weights]
+        hg = grads_of(z, weights) if isinstance(z, torch.Tensor) else [torch.zeros_like(w) for w in weights]
     with torch.no_grad():
         per = torch.tensor([float((-w * h).sum()) for w, h in zip(weights, hg)], dtype=torch.float64)
     return GraspPass(per_layer=per)
@@ -365,8 +368,8 @@ def jacobian_pass(student: nn.Module, ctx: ProxyContext, with_jacobian: bool = T
     handles = [m.register_forward_hook(hook) for m in net.modules() if isinstance(m, RELUS)]
     try:
         with torch.enable_grad() if with_jacobian else torch.no_grad():
-            x = ctx.images.to(_device(net, ctx)).detach().clone().requires_grad_(with_jacobian)
-            out = _logits(net, x)
+            x = ctx.images.to(device_of(net, ctx)).detach().clone().requires_grad_(with_jacobian)
+            out = logits_of(net, x)
     finally:
         for h in handles:
             h.remove()

@@ -25,11 +25,11 @@ from studentnas.core.proxy import ProxyContext
 from studentnas.scoring.passes import (
     NORMS,
     WEIGHTED,
-    _device,
-    _grads,
-    _labels,
-    _logits,
+    checked_labels,
     detached_copy,
+    device_of,
+    grads_of,
+    logits_of,
     noise,
     train_copy,
     weighted_layers,
@@ -64,8 +64,8 @@ def synflow_pass(student: nn.Module, ctx: ProxyContext) -> SynflowPass:
             p.abs_()
     layers = weighted_layers(net)
     with torch.enable_grad():
-        out = _logits(net, torch.ones(1, *ctx.input_size, dtype=torch.float64, device=_device(net, ctx)))
-        grads = _grads(out.sum(), [m.weight for m in layers])
+        out = logits_of(net, torch.ones(1, *ctx.input_size, dtype=torch.float64, device=device_of(net, ctx)))
+        grads = grads_of(out.sum(), [m.weight for m in layers])
     with torch.no_grad():
         per = torch.tensor([float((m.weight * g).abs().sum()) for m, g in zip(layers, grads)], dtype=torch.float64)
     return SynflowPass(per_layer=per)
@@ -130,7 +130,7 @@ def zen_pass(student: nn.Module, ctx: ProxyContext, gamma: float, bn_variance: s
     parity); ``"batch"`` reads the unbiased batch variance of the first forward through hooks.
     """
     net = detached_copy(student)
-    device = _device(net, ctx)
+    device = device_of(net, ctx)
     generator = torch.Generator().manual_seed(ctx.seed)
     bns = [m for m in net.modules() if isinstance(m, nn.BatchNorm2d)]
     deltas, scales = [], []
@@ -186,14 +186,14 @@ def zico_pass(student: nn.Module, ctx: ProxyContext, batches: int, cumulative: b
     net = train_copy(student, ctx)
     layers = weighted_layers(net)
     weights = [m.weight for m in layers]
-    device = _device(net, ctx)
+    device = device_of(net, ctx)
     recorded: list[list[torch.Tensor]] = [[] for _ in layers]
     running: list[torch.Tensor] | None = None
     for index in torch.arange(n).tensor_split(batches):
         with torch.enable_grad():
-            logits = _logits(net, ctx.images[index].to(device))
-            labels = _labels(ctx, logits)[index.to(logits.device)]
-            grads = [g.detach() for g in _grads(F.cross_entropy(logits, labels), weights)]
+            logits = logits_of(net, ctx.images[index].to(device))
+            labels = checked_labels(ctx, logits)[index.to(logits.device)]
+            grads = [g.detach() for g in grads_of(F.cross_entropy(logits, labels), weights)]
         if cumulative:
             running = grads if running is None else [a + b for a, b in zip(running, grads)]
             grads = running
@@ -249,7 +249,7 @@ def meco_pass(student: nn.Module, ctx: ProxyContext) -> MecoPass:
     handles = [m.register_forward_hook(hook) for m in net.modules() if isinstance(m, nn.Conv2d)]
     try:
         with torch.no_grad():
-            net(noise(ctx, torch.Generator().manual_seed(ctx.seed)).to(_device(net, ctx)))
+            net(noise(ctx, torch.Generator().manual_seed(ctx.seed)).to(device_of(net, ctx)))
     finally:
         for h in handles:
             h.remove()

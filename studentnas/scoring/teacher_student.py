@@ -9,6 +9,9 @@
   anything before the head, so no full backward is needed).
 * :func:`teacher_fc_grad` / :func:`teacher_gram`: the teacher's counterparts, cached once per
   calibration batch through ``ctx.cached`` from the teacher outputs the context already holds.
+* :func:`semantic_distance` (DisWOT's d_sem of two classifier gradients, with its fallbacks when the
+  widths differ) and :func:`relation_distance_to_teacher` (d_rel, shared per candidate): the two
+  distances several teacher-aware proxies score.
 * :class:`TinyNet` and :func:`example_context`: the tiny timm-like teacher of the example pairs.
 
 Example:
@@ -25,6 +28,7 @@ Example:
 from __future__ import annotations
 
 import copy
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -34,15 +38,25 @@ import torch.nn.functional as F
 from torch import nn
 
 from studentnas.core.errors import BadInputError
-from studentnas.core.proxy import ProxyContext, scoring_mode  # noqa: F401  (scoring_mode is re-exported)
+from studentnas.core.proxy import ProxyContext, scoring_mode
 from studentnas.scoring import passes
-from studentnas.scoring.similarity import batch_gram
+from studentnas.scoring.similarity import (
+    batch_gram,
+    class_gram_distance,
+    ickd_distance,
+    orthogonal_projection,
+    relation_distance,
+)
 
 STUDENT_PASS = "diswot_student_pass"
 STUDENT_FC_GRAD = "diswot_student_fc_grad"
 TEACHER_FC_GRAD = "diswot_teacher_fc_grad"
 TEACHER_GRAM = "diswot_teacher_gram"
 WEIGHTED = (nn.Conv2d, nn.Linear)  # the layers zero-cost measures sum over (METHODS §2.0)
+RELATION_DISTANCE = "diswot_d_rel"
+#: What d_sem compares when student and teacher widths differ (see :func:`semantic_distance`).
+FALLBACKS = ("class_gram", "projection", "none")
+DEFAULT_FALLBACK = "class_gram"  # METHODS §8: "K x K class-relation fallback"
 
 
 def shared_for(ctx: ProxyContext, key: str, student: nn.Module, compute: Callable[[], Any]) -> Any:
@@ -151,6 +165,82 @@ def check_classes(g_s: torch.Tensor, g_t: torch.Tensor) -> None:
         raise BadInputError(f"DisWOT compares class-wise gradients, so teacher and student need the same number of "
                             f"classes; got teacher K={g_t.shape[0]}, student K={g_s.shape[0]}; build the student "
                             f"with num_classes={g_t.shape[0]}")
+
+
+def check_fallback(fallback: str) -> str:
+    """``fallback`` if it is one of :data:`FALLBACKS`; a :class:`BadInputError` naming them otherwise."""
+    if fallback not in FALLBACKS:
+        raise BadInputError(f"diswot: fallback must be one of {list(FALLBACKS)} (what d_sem does when student and "
+                            f"teacher widths differ), got {fallback!r}; the default is '{DEFAULT_FALLBACK}'")
+    return fallback
+
+
+def check_always_fallback(always_fallback: bool | None, fallback: str) -> bool:
+    """Whether every candidate gets the fallback form; ``None`` (the default) means: always the class-Gram
+    form when that is the fallback."""
+    if always_fallback is None:
+        return fallback == "class_gram"
+    if not isinstance(always_fallback, bool):
+        raise BadInputError(f"diswot: always_fallback must be True or False, got {always_fallback!r}")
+    if always_fallback and fallback != "class_gram":
+        raise BadInputError(f"diswot: always_fallback=True scores every candidate with the class-Gram form, so it "
+                            f"needs fallback='class_gram', got fallback={fallback!r}; change one of the two")
+    return always_fallback
+
+
+def semantic_mode(c_s: int, c_t: int, fallback: str = DEFAULT_FALLBACK, always_fallback: bool = False) -> str:
+    """Which d_sem form student/teacher widths ``c_s``/``c_t`` get: ``"ickd"`` or the fallback's name.
+
+    >>> semantic_mode(512, 2048), semantic_mode(2048, 2048), semantic_mode(2048, 2048, always_fallback=True)
+    ('class_gram', 'ickd', 'class_gram')
+    """
+    check_always_fallback(always_fallback, check_fallback(fallback))
+    return "ickd" if c_s == c_t and not always_fallback else fallback
+
+
+@functools.lru_cache(maxsize=16)
+def _projection(c_in: int, c_out: int, seed: int) -> torch.Tensor:
+    return orthogonal_projection(c_in, c_out, seed)
+
+
+def semantic_distance(g_s: torch.Tensor, g_t: torch.Tensor, fallback: str = DEFAULT_FALLBACK,
+                      seed: int = 0, always_fallback: bool = False) -> float:
+    """DisWOT's d_sem between the K x C_S student and K x C_T teacher classifier gradients.
+
+    Equal widths (and ``always_fallback`` false): the ICKD distance of the per-class channel Grams.
+    Otherwise the ``fallback``: ``"class_gram"`` compares the K x K class-relation Grams (no channel
+    match needed), ``"projection"`` projects the wider gradient to the narrower width with a fixed random
+    orthogonal matrix (seeded by ``seed``) and keeps the ICKD form, ``"none"`` raises ``ValueError``.
+
+    >>> g = torch.eye(3)
+    >>> semantic_distance(g, g), semantic_distance(g, g[:, :2]) > 0
+    (0.0, True)
+    """
+    check_classes(g_s, g_t)
+    mode = semantic_mode(g_s.shape[1], g_t.shape[1], fallback, always_fallback)
+    if mode == "ickd":
+        return float(ickd_distance(g_s.double(), g_t.double()))
+    if mode == "class_gram":
+        return float(class_gram_distance(g_s.double(), g_t.double()))
+    if mode == "projection":
+        s, t = g_s.double(), g_t.double()
+        if s.shape[1] > t.shape[1]:
+            s = s @ _projection(s.shape[1], t.shape[1], seed).to(s.device)
+        else:
+            t = t @ _projection(t.shape[1], s.shape[1], seed).to(t.device)
+        return float(ickd_distance(s, t))
+    raise ValueError(f"the student's classifier sees {g_s.shape[1]} channels and the teacher's {g_t.shape[1]}: the "
+                     "ICKD form of the semantic term needs equal widths (fallback='none'); use diswot_semantic with "
+                     "fallback='class_gram' or 'projection' for networks of different widths")
+
+
+def relation_distance_to_teacher(student: nn.Module, ctx: ProxyContext) -> float:
+    """DisWOT's d_rel (the similarity-preserving loss): the distance of the row-normalised batch Grams of the
+    student's and the teacher's pre-pool features, computed once per candidate for every proxy that reads it."""
+    gram_t = teacher_gram(ctx)
+    feats = student_pass(student, ctx).features
+    return shared_for(ctx, RELATION_DISTANCE, student,
+                      lambda: float(relation_distance(batch_gram(feats.double()), gram_t)))
 
 
 class TinyNet(nn.Module):
