@@ -39,8 +39,8 @@ from studentnas.data.images import load_images
 from studentnas.data.teachers import load_teacher
 from studentnas.distill.batches import Batches, holdout_split
 from studentnas.distill.experiment import make_scheduler, make_searcher
+from studentnas.distill.hparams import HyperParamSpace
 from studentnas.distill.resources import connect_ray
-from studentnas.distill.search_space import SearchSpace
 from studentnas.distill.teacher_cache import cached_teacher_logits
 from studentnas.distill.teacher_train import train_teacher
 from studentnas.distill.train_config import TrainConfig
@@ -118,7 +118,7 @@ def bench_ray(job: TrialJob, student_fn, train_b: Batches, val_b: Batches, stora
             "wall_s": walls}
 
 
-def bench_schedulers(job: TrialJob, space: SearchSpace, seconds: float, cpus: int, storage: Path) -> dict:
+def bench_schedulers(job: TrialJob, space: HyperParamSpace, seconds: float, cpus: int, storage: Path) -> dict:
     from ray import tune
 
     out = {}
@@ -204,12 +204,12 @@ def main() -> None:
         result["teacher_cache"][f"{name} (random weights, timing only)"] = bench_cache(
             student, train_b, other, config, args.trials, folder / f"cache-{name}", args.repeats)
 
-    fixed = SearchSpace.parse({"lr": 0.05, "weight_decay": 5e-4, "temperature": 4.0, "ce_weight": 0.1})
+    fixed = HyperParamSpace.parse({"lr": 0.05, "weight_decay": 5e-4, "temperature": 4.0, "ce_weight": 0.1})
     logits, _ = cached_teacher_logits(teacher.model, Batches(train_part, size, teacher.mean, teacher.std,
                                                              args.batch_size), folder / "cache", data_spec="bench")
     job = TrialJob(student="bench", mode="kd", space_config=space.config(), arch=arch.to_dict(), seed=args.seed,
                    num_classes=10, input_size=size, mean=teacher.mean, std=teacher.std, train=train_part,
-                   val=val_part, search_space=fixed, epochs=args.epochs, batch_size=args.batch_size,
+                   val=val_part, hparams=fixed, epochs=args.epochs, batch_size=args.batch_size,
                    teacher=teacher.model, teacher_logits=logits)
     # The trial builds its student with build_student (seeded by run seed and arch id): do the same here.
     from studentnas.engine.evaluate import build_student
@@ -218,9 +218,9 @@ def main() -> None:
         result["ray_overhead"] = bench_ray(job, lambda: build_student(space, arch, args.seed, 10, 3), train_b, val_b,
                                            folder / "tune", args.repeats)
     if args.tune_seconds > 0 and "schedulers" in parts:
-        tuned = TrialJob(**{**job.__dict__, "search_space": SearchSpace.parse(None), "epochs": args.tune_epochs})
+        tuned = TrialJob(**{**job.__dict__, "hparams": HyperParamSpace.parse(None), "epochs": args.tune_epochs})
         result["asha_vs_fifo"] = {"seconds_each": args.tune_seconds, "epochs": args.tune_epochs, "cpus": args.cpus,
-                                  **bench_schedulers(tuned, tuned.search_space, args.tune_seconds, args.cpus,
+                                  **bench_schedulers(tuned, tuned.hparams, args.tune_seconds, args.cpus,
                                                      folder / "tune")}
     result["loadavg_before_after"] = [load_before, os.getloadavg()]
     print(json.dumps(result, indent=2))

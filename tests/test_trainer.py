@@ -19,7 +19,7 @@ from studentnas.data.images import load_images
 from studentnas.data.teachers import load_teacher
 from studentnas.distill.batches import Batches, holdout_split
 from studentnas.distill.evaluation import evaluate
-from studentnas.distill.search_space import SearchSpace
+from studentnas.distill.hparams import HyperParamSpace
 from studentnas.distill.teacher_cache import cached_teacher_logits
 from studentnas.distill.train_config import TrainConfig, loss_specs
 from studentnas.distill.trainer import train
@@ -202,18 +202,18 @@ def test_search_space_file_errors(tmp_path: Path) -> None:
     bad = tmp_path / "space.yaml"
     bad.write_text("lr: [0.01, 0.1]\nwarmup: 3\n")
     with pytest.raises(BadInputError) as err:
-        SearchSpace.load(bad)
+        HyperParamSpace.load(bad)
     assert "unknown key 'warmup'" in str(err.value)
     assert "valid keys: ce_weight, label_smoothing, loss, loss_weights, lr, momentum, temperature, weight_decay" \
         in str(err.value)
     (tmp_path / "s.json").write_text(json.dumps({"loss": ["kd", "dkdd"]}))
     with pytest.raises(BadInputError, match="unknown loss 'dkdd' \\(did you mean 'dkd'\\?\\)"):
-        SearchSpace.load(tmp_path / "s.json")
+        HyperParamSpace.load(tmp_path / "s.json")
     with pytest.raises(BadInputError, match="low > high"):
-        SearchSpace.parse({"lr": [0.2, 0.01]})
+        HyperParamSpace.parse({"lr": [0.2, 0.01]})
     with pytest.raises(BadInputError, match="does not exist"):
-        SearchSpace.load(tmp_path / "missing.yaml")
-    space = SearchSpace.parse({"loss": ["kd", "dkd+at"], "loss_weights": {"at": [100, 1000]}, "temperature": 3})
+        HyperParamSpace.load(tmp_path / "missing.yaml")
+    space = HyperParamSpace.parse({"loss": ["kd", "dkd+at"], "loss_weights": {"at": [100, 1000]}, "temperature": 3})
     assert set(space.distributions("kd")) == {"lr", "weight_decay", "ce_weight", "loss", "weight_at"}
     assert set(space.distributions("ce")) == {"lr", "weight_decay"}
     cfg = space.train_config({"lr": 0.1, "weight_decay": 1e-4, "ce_weight": 0.3, "loss": "dkd+at",

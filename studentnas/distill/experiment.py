@@ -13,10 +13,10 @@ from typing import Any
 
 from studentnas.core.errors import StudentNASError
 from studentnas.distill.batches import seed_of
+from studentnas.distill.hparams import HyperParamSpace
 from studentnas.distill.journal import TrialJournal
 from studentnas.distill.journal_callback import journal_callback
 from studentnas.distill.prepare import JOURNAL, Prepared
-from studentnas.distill.search_space import SearchSpace
 from studentnas.distill.trial import METRIC, TrialJob, run_trial
 
 PENDING_TIMEOUT_ENV = "STUDENTNAS_DISTILL_PENDING_TIMEOUT"
@@ -56,7 +56,7 @@ def _experiment_name(tune_dir: Path, student: str, mode: str) -> str:
     return name
 
 
-def make_searcher(space: SearchSpace, mode: str, seed: int, student: str,
+def make_searcher(space: HyperParamSpace, mode: str, seed: int, student: str,
                   done: list[dict[str, Any]]) -> tuple[Any, list[str]]:
     """Optuna TPE over the tunable parameters, told the journal's finished trials first (None: nothing to tune)."""
     from ray.tune.search.optuna import OptunaSearch

@@ -19,7 +19,7 @@ from studentnas.data import images as data_mod
 from studentnas.data.images import ImageSet
 from studentnas.data.teachers import Teacher, load_teacher
 from studentnas.distill.batches import holdout_split
-from studentnas.distill.search_space import SearchSpace
+from studentnas.distill.hparams import HyperParamSpace
 from studentnas.engine.rundir import Run, config_differences
 
 DISTILL_DIR, SETTINGS, JOURNAL, RESULTS = "distill", "distill.json", "trials.jsonl", "results.json"
@@ -71,7 +71,7 @@ class Prepared:
 
     run: Run
     students: list[Candidate]
-    space: SearchSpace
+    space: HyperParamSpace
     teacher: Teacher
     input_size: tuple[int, int, int]
     train: ImageSet
@@ -105,7 +105,7 @@ def _check_classes(train: ImageSet, teacher: Teacher, spec: str) -> None:
             "it with --teacher-checkpoint")
 
 
-def prepare(run: Run, students: list[Candidate], space: SearchSpace, *, data: str, epochs: int, batch_size: int,
+def prepare(run: Run, students: list[Candidate], space: HyperParamSpace, *, data: str, epochs: int, batch_size: int,
             train_images: int | None, test_images: int | None, val_fraction: float, seed: int, augment: bool,
             baseline: bool, resume: bool, teacher_checkpoint: str | Path | None) -> Prepared:
     """Load the teacher and the splits and check a resume against ``RUN/distill/distill.json`` (nothing written)."""

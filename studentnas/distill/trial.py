@@ -29,7 +29,7 @@ import torch
 from studentnas.core.candidate import ray_worker_name
 from studentnas.data.images import ImageSet
 from studentnas.distill.batches import Batches
-from studentnas.distill.search_space import SearchSpace
+from studentnas.distill.hparams import HyperParamSpace
 from studentnas.distill.trainer import CHECKPOINT, train
 
 FAIL_ENV = "STUDENTNAS_TEST_FAIL_TRIAL_ONCE"
@@ -51,7 +51,7 @@ class TrialJob:
     std: tuple[float, ...]
     train: ImageSet
     val: ImageSet
-    search_space: SearchSpace
+    hparams: HyperParamSpace
     epochs: int
     batch_size: int
     augment: bool = False
@@ -60,8 +60,8 @@ class TrialJob:
     fail_once: str | None = None  # test-only, see the module docstring
 
     def train_config(self, sampled: dict[str, Any]):  # noqa: ANN201 - TrainConfig
-        return self.search_space.train_config(sampled, self.mode, epochs=self.epochs, batch_size=self.batch_size,
-                                              seed=self.seed, augment=self.augment)
+        return self.hparams.train_config(sampled, self.mode, epochs=self.epochs, batch_size=self.batch_size,
+                                         seed=self.seed, augment=self.augment)
 
     def build_student(self) -> torch.nn.Module:
         from studentnas.core.arch import Arch

@@ -5,7 +5,7 @@ For each chosen student (the ``top`` of the run's Pareto front, or ``ids``) and 
 ``ce`` with ``baseline``: cross-entropy only, same epochs, trials and shared ranges), one Ray Tune
 experiment runs ``trials`` trials of :func:`studentnas.distill.trial.run_trial`: ``ray.tune.Tuner``
 with Optuna's TPE (``OptunaSearch``, seeded) proposing configurations from the search space
-(:mod:`studentnas.distill.search_space`), an ``ASHAScheduler`` (or FIFO) stopping poor trials early on
+(:mod:`studentnas.distill.hparams`), an ``ASHAScheduler`` (or FIFO) stopping poor trials early on
 the validation top-1, ``FailureConfig`` retrying a failed trial from its last checkpoint, and
 ``CheckpointConfig`` keeping each trial's last checkpoint.
 
@@ -54,9 +54,9 @@ from studentnas.distill.batches import Batches
 from studentnas.distill.evaluation import evaluate
 from studentnas.distill.experiment import SCHEDULERS, run_experiment
 from studentnas.distill.finalize import finalize_student, results_skeleton, student_cost
+from studentnas.distill.hparams import MODES, HyperParamSpace
 from studentnas.distill.prepare import RESULTS, SETTINGS, choose_students, prepare, require_positive, teacher_id
 from studentnas.distill.resources import check_cluster, connect_ray, parse_resources
-from studentnas.distill.search_space import MODES, SearchSpace
 from studentnas.distill.teacher_cache import cached_teacher_logits
 from studentnas.distill.trial import FAIL_ENV, TrialJob
 from studentnas.engine.rundir import Run
@@ -66,7 +66,7 @@ from studentnas.runfiles.atomic import write_json_atomic
 def _validate(run: str | Path, data: str | None, top: int | None, ids: Sequence[str] | str | None, epochs: int,
               trials: int, search_space: str | Path | None, scheduler: str, ray_address: str | None,
               resources_per_trial: str | dict | None, batch_size: int, val_fraction: float,
-              max_failures: int) -> tuple[Run, list[Candidate], SearchSpace, dict[str, float]]:
+              max_failures: int) -> tuple[Run, list[Candidate], HyperParamSpace, dict[str, float]]:
     from studentnas.engine.parallel import check_parallel
 
     the_run = Run(run)
@@ -81,7 +81,7 @@ def _validate(run: str | Path, data: str | None, top: int | None, ids: Sequence[
     if not 0 < val_fraction < 1:
         raise BadInputError(f"--val-fraction {val_fraction}: must be in (0, 1); trials are ranked on this held-out "
                             "share of the training split, e.g. 0.1")
-    space = SearchSpace.load(search_space)
+    space = HyperParamSpace.load(search_space)
     resources = parse_resources(resources_per_trial)
     if data is None:
         raise BadInputError("--data is required: the images to distil on, e.g. fashion-mnist, cifar10:PATH or an "
@@ -152,7 +152,7 @@ def distill(run: str | Path, data: str | None, *, top: int | None = None, ids: S
                 jobs[mode] = TrialJob(
                     student=cand.id, mode=mode, space_config=the_run.config["space"], arch=cand.arch.to_dict(),
                     seed=seed, num_classes=len(prep.train.classes), input_size=prep.input_size, mean=mean, std=std,
-                    train=prep.train, val=prep.val, search_space=space, epochs=epochs, batch_size=batch_size,
+                    train=prep.train, val=prep.val, hparams=space, epochs=epochs, batch_size=batch_size,
                     augment=augment, teacher=prep.teacher.model if mode == "kd" else None,
                     teacher_logits=prep.teacher_logits if mode == "kd" else None,
                     fail_once=os.environ.get(FAIL_ENV))

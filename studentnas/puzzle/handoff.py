@@ -32,7 +32,7 @@ from studentnas.runfiles.atomic import write_atomic, write_json_atomic
 
 SCORE, TOP1 = "puzzle_neg_kl", "puzzle_top1"
 CANDIDATES_DIR, GKD_DIR = "candidates", "gkd"
-# Hinton KD at T = 1 plus half cross-entropy, SGD with cosine LR (studentnas.distill.search_space keys)
+# Hinton KD at T = 1 plus half cross-entropy, SGD with cosine LR (studentnas.distill.hparams keys)
 GKD_RECIPE: dict[str, Any] = {"lr": 0.01, "weight_decay": 5e-4, "momentum": 0.9, "temperature": 1.0,
                               "ce_weight": 0.5, "loss": "kd"}
 

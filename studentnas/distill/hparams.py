@@ -21,7 +21,7 @@ combination, or a list of them to choose from. The CE-only baseline (``--baselin
 ranges of ``lr``, ``weight_decay``, ``momentum`` and ``label_smoothing`` and nothing else.
 
 Example:
-    >>> space = SearchSpace.parse({"lr": [0.01, 0.1], "loss": ["kd", "kd+diswot_relation"], "momentum": 0.8,
+    >>> space = HyperParamSpace.parse({"lr": [0.01, 0.1], "loss": ["kd", "kd+diswot_relation"], "momentum": 0.8,
     ...                            "loss_weights": {"diswot_relation": [100, 3000]}})
     >>> sorted(space.distributions("kd"))
     ['ce_weight', 'loss', 'lr', 'temperature', 'weight_decay', 'weight_diswot_relation']
@@ -31,7 +31,7 @@ Example:
     ...                           "loss": "kd"}, "kd", epochs=3, batch_size=32, seed=0)
     >>> cfg.lr, cfg.momentum, cfg.losses
     (0.05, 0.8, ({'name': 'kd', 'weight': 1.0, 'T': 2.0},))
-    >>> SearchSpace.parse({"learning_rate": [0.1, 1]})
+    >>> HyperParamSpace.parse({"learning_rate": [0.1, 1]})
     Traceback (most recent call last):
     ...
     studentnas.core.errors.BadInputError: search space: unknown key 'learning_rate' (did you mean 'lr'?); valid keys: ce_weight, label_smoothing, loss, loss_weights, lr, momentum, temperature, weight_decay
@@ -138,8 +138,10 @@ def _loss_combo(text: Any) -> tuple[str, ...]:
 
 
 @dataclass(frozen=True)
-class SearchSpace:
-    """Validated ranges; :meth:`distributions` for Optuna, :meth:`train_config` from one sampled config."""
+class HyperParamSpace:
+    """The training hyper-parameters ``distill`` tunes (``--search-space FILE``), as validated ranges;
+    :meth:`distributions` for Optuna, :meth:`train_config` from one sampled config. Not a space of
+    architectures (that is :class:`studentnas.core.space.SearchSpace`)."""
 
     numbers: dict[str, Range]
     losses: tuple[str, ...]  # the choices, each a '+'-joined combination
@@ -147,7 +149,7 @@ class SearchSpace:
     source: str = "defaults"
 
     @classmethod
-    def parse(cls, raw: Mapping[str, Any] | None, source: str = "defaults") -> SearchSpace:
+    def parse(cls, raw: Mapping[str, Any] | None, source: str = "defaults") -> HyperParamSpace:
         if raw is not None and not isinstance(raw, Mapping):
             raise BadInputError(f"search space {source}: expected a mapping of keys to ranges, got "
                                 f"{type(raw).__name__}; write e.g. {{lr: [0.01, 0.2]}}")
@@ -178,7 +180,7 @@ class SearchSpace:
         return cls(numbers, tuple("+".join(c) for c in combos), weights, source)
 
     @classmethod
-    def load(cls, path: str | Path | None) -> SearchSpace:
+    def load(cls, path: str | Path | None) -> HyperParamSpace:
         """Read a ``.yaml``/``.yml``/``.json`` file (None: the defaults)."""
         if path is None:
             return cls.parse(None)
