@@ -19,14 +19,13 @@ folder is removed once the teacher is written.
 Example::
 
     >>> meta = train_teacher("resnet18", "fashion-mnist", epochs=1, out="t.safetensors",
-    ...                      image_size=32, train_images=600)   # doctest: +SKIP
-    >>> meta["test_top1"]   # doctest: +SKIP
+    ...                      image_size=32, train_images=600)   # downloads and trains  # doctest: +SKIP
+    >>> meta["test_top1"]   # the training above  # doctest: +SKIP
 """
 
 from __future__ import annotations
 
 import shutil
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -34,6 +33,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from studentnas.core.console import sayer
 from studentnas.core.errors import BadInputError
 from studentnas.data import images as data_mod
 from studentnas.data.teachers import check_teacher_name, load_teacher
@@ -91,7 +91,7 @@ def train_teacher(model: str, data: str, epochs: int, out: str | Path, *, image_
         teacher = load_teacher(model, pretrained=pretrained, num_classes=len(train_set.classes))
     chans, height, width = teacher.input_size
     size = (chans, image_size or height, image_size or width)
-    say = (lambda _msg: None) if quiet else (lambda msg: print(msg, file=sys.stderr, flush=True))
+    say = sayer(quiet)
     say(f"teacher train: {model} ({'pretrained' if pretrained else 'random init'}, {len(train_set.classes)} classes) "
         f"on {len(train_part)} images at {size[1]}x{size[2]}, {epochs} epochs")
 

@@ -8,8 +8,8 @@ the same kind.
 
 Example::
 
-    >>> path = export_student("runs/r1", rank=1, out="student.safetensors")  # doctest: +SKIP
-    >>> model = load_model(path)  # doctest: +SKIP
+    >>> path = export_student("runs/r1", rank=1, out="student.safetensors")  # needs a run  # doctest: +SKIP
+    >>> model = load_model(path)  # the file above  # doctest: +SKIP
 """
 
 from __future__ import annotations

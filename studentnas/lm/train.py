@@ -23,8 +23,8 @@ continues from it and ends with the same weights as an uninterrupted run; the fo
 when the model is written. The same seed gives the same weights (on the same torch and threads).
 
 Example:
-    >>> meta = train_lm("lm.safetensors", model="gpt_tiny", data="fortunes", steps=30)   # doctest: +SKIP
-    >>> meta["val"]["loss"] < 3.5   # doctest: +SKIP
+    >>> meta = train_lm("lm.safetensors", model="gpt_tiny", data="fortunes", steps=30)   # ~45 s  # doctest: +SKIP
+    >>> meta["val"]["loss"] < 3.5   # the training above  # doctest: +SKIP
     True
 """
 
@@ -33,7 +33,6 @@ from __future__ import annotations
 import dataclasses
 import math
 import shutil
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,12 +41,13 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from studentnas.core.console import Progress
+from studentnas.core.console import Progress, sayer
 from studentnas.core.errors import BadInputError
 from studentnas.lm.corpus import Corpus, eval_windows, load_corpus, windows
 from studentnas.lm.model import GPT, LMS, lm_config, load_lm
 from studentnas.runfiles.atomic import write_atomic
 from studentnas.runfiles.models import write_model
+from studentnas.runfiles.paths import check_writable_file
 
 CHECKPOINT = "lm.pt"
 
@@ -161,7 +161,7 @@ def _check_out(out: str | Path) -> Path:
         raise BadInputError(f"--out must end in .safetensors, got '{out}'; e.g. --out lm.safetensors")
     if path.is_dir():
         raise BadInputError(f"--out '{out}' is a directory; give a file path such as {path / 'lm.safetensors'}")
-    return path
+    return check_writable_file(path, "--out", example="lm.safetensors")
 
 
 def train_lm(out: str | Path, *, model: str = "gpt_tiny", data: str = "fortunes", steps: int = 1000,
@@ -199,7 +199,7 @@ def train_lm(out: str | Path, *, model: str = "gpt_tiny", data: str = "fortunes"
         if len(getattr(corpus, split)) < gpt_config.context + 1:
             raise BadInputError(f"corpus '{data}': its {split} split has {len(getattr(corpus, split))} bytes, fewer "
                                 f"than context + 1 = {gpt_config.context + 1}; give more text or a smaller --context")
-    say = (lambda _msg: None) if quiet else (lambda msg: print(msg, file=sys.stderr, flush=True))
+    say = sayer(quiet)
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
