@@ -161,9 +161,14 @@ def _add_bench_search(kinds: argparse._SubParsersAction) -> None:
 
 
 def run_bench(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
     from studentnas.bench.proxy_bench import bench_proxies
     from studentnas.bench.summary import format_table
+    from studentnas.runfiles.paths import check_writable_file
 
+    if args.bench_command in ("proxies", "search"):
+        check_writable_file(Path(args.out).expanduser(), "--json", example=f"{args.bench_command}.json")
     if args.bench_command == "search":
         from studentnas.bench.search_bench import bench_search, format_search_table
 

@@ -120,7 +120,9 @@ def add_teacher(sub: argparse._SubParsersAction, parser_class: type) -> None:
 
 def run_teacher(args: argparse.Namespace) -> int:
     from studentnas.distill.teacher_train import train_teacher
+    from studentnas.runfiles.paths import check_writable_file
 
+    check_writable_file(args.out, "--out", example="teacher.safetensors")
     meta = train_teacher(args.model, args.data, args.epochs, args.out, image_size=args.image_size,
                          batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay, seed=args.seed,
                          pretrained=args.pretrained, train_images=args.train_images, test_images=args.test_images,

@@ -142,6 +142,7 @@ def run_puzzle(args: argparse.Namespace) -> int:
     from studentnas.puzzle.bld import BLDConfig
     from studentnas.puzzle.pipeline import PuzzleOptions, PuzzleRun
     from studentnas.runfiles.atomic import write_json_atomic
+    from studentnas.runfiles.paths import check_writable_dir, check_writable_file
 
     if args.threads is not None:
         if args.threads < 1:
@@ -155,6 +156,9 @@ def run_puzzle(args: argparse.Namespace) -> int:
                  "mip_candidates"):
         if getattr(args, flag) < 1:
             raise BadInputError(f"--{flag.replace('_', '-')} {getattr(args, flag)}: must be >= 1")
+    check_writable_dir(args.out, "--out", example="runs/p1")
+    if args.json:
+        check_writable_file(args.json, "--json", example="puzzle.json")
     opts = PuzzleOptions(
         teacher=args.teacher or "", budget=args.budget, out=args.out, data=args.data,
         teacher_checkpoint=args.teacher_checkpoint, image_size=args.image_size,

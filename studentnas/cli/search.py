@@ -217,7 +217,9 @@ def add_export(sub: argparse._SubParsersAction) -> None:
 
 def run_export(args: argparse.Namespace) -> int:
     from studentnas.engine.export import export_student, read_student_meta
+    from studentnas.runfiles.paths import check_writable_file
 
+    check_writable_file(args.out, "--out", example="student.safetensors")
     path = export_student(args.run, args.out, rank=args.rank, arch_id=args.arch_id)
     meta = read_student_meta(path)
     print(f"wrote {path} and {path.with_suffix('.json')}: {meta['label']} "

@@ -171,18 +171,13 @@ class CifarLayout:
         return (*self.train, *self.test, self.meta)
 
     def expected(self, path: Path) -> str:
-        return f"expected {path}/{self.folder}/{{{','.join(self.files)}}} (PATH may be {self.folder} or its parent)"
+        """Where the pickles belong, for ``path`` being the dataset's folder or its parent."""
+        parent = path.parent if path.name == self.folder else path
+        return f"expected {parent}/{self.folder}/{{{','.join(self.files)}}} (PATH may be {self.folder} or its parent)"
 
 
-CIFAR10 = CifarLayout(
-    "CIFAR-10",
-    "cifar-10-batches-py",
-    tuple(f"data_batch_{i}" for i in range(1, 6)),
-    ("test_batch",),
-    "batches.meta",
-    b"labels",
-    b"label_names",
-)
+CIFAR10 = CifarLayout("CIFAR-10", "cifar-10-batches-py", tuple(f"data_batch_{i}" for i in range(1, 6)),
+                      ("test_batch",), "batches.meta", b"labels", b"label_names")
 CIFAR100 = CifarLayout(
     "CIFAR-100", "cifar-100-python", ("train",), ("test",), "meta", b"fine_labels", b"fine_label_names"
 )

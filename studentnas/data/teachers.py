@@ -53,6 +53,10 @@ def _sha256(path: Path) -> str:
 def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     """Read a ``.safetensors`` or ``.pth``/``.pt`` state dict (also ``{'state_dict'|'model': ...}`` wrappers)."""
     path = Path(path)
+    if path.is_dir():
+        inside = sorted(p.name for p in path.iterdir() if p.suffix in (".safetensors", ".pth", ".pt"))
+        raise BadInputError(f"checkpoint '{path}' is a directory, not a weights file; pass the .pth or .safetensors "
+                            f"file itself, e.g. {path / (inside[0] if inside else 'teacher.safetensors')}")
     if not path.is_file():
         raise BadInputError(f"checkpoint '{path}' does not exist; pass the path of a .pth or .safetensors file")
     try:

@@ -37,6 +37,7 @@ from studentnas.data.teachers import Teacher, check_teacher_name, load_teacher
 from studentnas.engine.rundir import RunDir
 from studentnas.hardware.counting import measured_cost
 from studentnas.hardware.memory import estimate_peak_memory_mb
+from studentnas.runfiles.paths import check_writable_dir
 from studentnas.runfiles.provenance import versions
 from studentnas.searchers.base import Searcher
 
@@ -202,6 +203,7 @@ def validate_search(teacher: str, budget: str | Sequence[str], space: str | None
     data_mod.check_data_spec(data)
     check_teacher_name(teacher)
     run_dir = RunDir(out if out is not None else Path("runs") / f"{teacher}-{parsed.slug()}")
+    check_writable_dir(run_dir.path, "--out", example=f"runs/{teacher}-{parsed.slug()}")
     if run_dir.exists and not resume:
         raise BadInputError(f"'{run_dir.path}' already holds a run; pass --resume to continue it, "
                             "or --out DIR for a new one")

@@ -41,7 +41,7 @@ from studentnas.puzzle.activations import ActivationStore
 from studentnas.puzzle.bld import BLDJob, finished, load_trained, run_bld
 from studentnas.puzzle.decompose import assemble, family_for
 from studentnas.puzzle.library import COST_KEYS, Entry, Library, Replacement
-from studentnas.puzzle.options import PuzzleOptions, check_identity, run_identity
+from studentnas.puzzle.options import PuzzleOptions, run_identity, start_run
 from studentnas.puzzle.samples import PuzzleSamples, TeacherSpec, image_samples, teacher_spec, text_samples
 from studentnas.puzzle.scoring import evaluate_model, score_replacement
 from studentnas.runfiles.atomic import write_json_atomic
@@ -99,13 +99,10 @@ class PuzzleRun:
     # ------------------------------------------------------------------ stages
 
     def _library(self) -> Library:
-        path = self.root / "library.json"
-        if path.is_file():
-            return Library.from_dict(json.loads(path.read_text()))
+        """A new library with its block costs, in memory (:func:`.options.start_run` writes it)."""
         lib = cost_mod.costed_library(self.dec, self.family, self.opts.library, self.spec.context,
                                       quiet=self.opts.quiet)
         lib.meta.update({"teacher": self.spec.name, "input_shape": list(self.spec.input_shape)})
-        write_json_atomic(path, lib.to_dict())
         return lib
 
     def _activations(self) -> None:
@@ -254,9 +251,8 @@ class PuzzleRun:
         if opts.mip_only:
             return self._mip_only()
         self._setup(need_data=True)
-        self.root.mkdir(parents=True, exist_ok=True)
-        check_identity(self.root, run_identity(opts, self.spec, self.family.name), opts.fresh)
-        lib = self._library()
+        lib = start_run(self.root, run_identity(opts, self.spec, self.family.name), opts.fresh, self._library,
+                        self.budget, opts.max_noops)  # writes nothing until every check passed
         self._activations()
         bld = self._bld(lib)
         lib = self._score(lib, bld)
