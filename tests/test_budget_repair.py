@@ -18,7 +18,7 @@ from studentnas.core.budget import Budget
 from studentnas.core.candidate import Candidate
 from studentnas.core.cost import Cost
 from studentnas.core.errors import SearchExhaustedError
-from studentnas.engine.search import check_budget_range
+from studentnas.engine.setup import check_budget_range
 from studentnas.search_spaces.resnet import ResNetSpace
 from studentnas.searchers.random import RandomSearcher
 

@@ -75,7 +75,7 @@ def test_a_budget_even_the_cheapest_arch_misses_stops_the_search_naming_it(tmp_p
     assert run.candidates == [] and json.loads((run.path / "run.json").read_text())["stop_reason"] == "exhausted"
     [stop] = [line for line in lines if line.startswith("stopping early")]
     assert ("even the cheapest arch of space 'nb201', |none~0|+|none~0|none~1|+|none~0|none~1|none~2|, does not "
-            "fit; raise the budget: that arch has 0.007846 GFLOPs, 0.1377 Mparams at 3x32x32, the budget is macs <= "
+            "fit; raise the budget: that arch has 0.007846 GMACs, 0.1377 M params at 3x32x32, the budget is macs <= "
             "0.1 GMACs and latency <= 0.001 ms") in stop
 
 

@@ -174,7 +174,8 @@ def run_pick(args: argparse.Namespace) -> int:
     import json
 
     from studentnas.cli.table import front_table
-    from studentnas.engine.pick import describe_cost, pick_student
+    from studentnas.core.cost import describe_cost
+    from studentnas.engine.pick import pick_student
     from studentnas.engine.rundir import Run
 
     run = Run(args.run)

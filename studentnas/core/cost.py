@@ -12,9 +12,12 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
+
+#: Metric -> (scale, unit) of :func:`describe_cost`.
+UNITS = {"macs": (1e9, "GMACs"), "params": (1e6, "M params"), "latency": (1.0, "ms"), "memory": (1.0, "MB")}
 
 
 @dataclass(frozen=True)
@@ -69,3 +72,20 @@ class Cost:
             peak_memory_mb=data.get("peak_memory_mb"),
             extra=dict(data.get("extra", {})),
         )
+
+
+def describe_cost(cost: Cost, metrics: Sequence[str] = ("macs", "params")) -> str:
+    """``cost`` in words, e.g. ``0.412 GMACs, 3.1 M params``, for the given metrics (those measured, each once).
+
+    >>> describe_cost(Cost(macs=4e9, params=20e6))
+    '4 GMACs, 20 M params'
+    >>> describe_cost(Cost(macs=5.48e6, params=171_200, latency_ms=3.25), ["macs", "latency", "memory", "macs"])
+    '0.00548 GMACs, 3.25 ms'
+    """
+    parts = []
+    for metric in dict.fromkeys(metrics):
+        value = cost.value(metric)
+        if value is not None:
+            scale, unit = UNITS[metric]
+            parts.append(f"{value / scale:.4g} {unit}")
+    return ", ".join(parts)

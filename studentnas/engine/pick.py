@@ -26,22 +26,9 @@ from typing import Any
 from studentnas.core import objectives as obj
 from studentnas.core.budget import Budget
 from studentnas.core.candidate import Candidate
-from studentnas.core.cost import Cost
+from studentnas.core.cost import Cost, describe_cost
 from studentnas.core.errors import BadInputError
 from studentnas.engine.rundir import Run
-
-_UNITS = {"macs": (1e9, "GMACs"), "params": (1e6, "M params"), "latency": (1.0, "ms"), "memory": (1.0, "MB")}
-
-
-def describe_cost(cost: Cost, metrics: Sequence[str] = ("macs", "params")) -> str:
-    """``0.412 GMACs, 3.1 M params`` for the given metrics (those measured)."""
-    parts = []
-    for metric in dict.fromkeys(metrics):
-        value = cost.value(metric)
-        if value is not None:
-            scale, unit = _UNITS[metric]
-            parts.append(f"{value / scale:.4g} {unit}")
-    return ", ".join(parts)
 
 
 @dataclass(frozen=True)

@@ -9,14 +9,18 @@ Resume replays the journal through a fresh searcher with the same seed: each ``a
 an already-journalled arch is answered from the journal instead of being evaluated. Searchers are
 deterministic given their seed and tells, so the resumed run asks exactly the archs the
 uninterrupted run would have, and ends with the same Pareto front; no finished candidate is lost
-or evaluated twice.
+or evaluated twice. Scores of float reductions depend on the torch thread count (in the last digits),
+so run.json records the count candidates are scored with (``threads``) and a resume in process scores
+with it again, whatever this process's default; where that cannot be honoured (Ray workers score with
+one thread each, or an older run.json without the field) the resume warns that exact replay is not
+possible. A resume refused (other settings, a corrupt journal) leaves every file as it was.
 
 Example (a tiny run, about 20 seconds on 2 cores)::
 
     >>> import studentnas as sn, tempfile
     >>> run = sn.search(teacher="resnet18", budget="0.3GFLOPs", candidates=3, image_size=64,
-    ...                 batch_size=8, out=tempfile.mkdtemp() + "/r", quiet=True)  # doctest: +SKIP
-    >>> len(run.candidates)  # doctest: +SKIP
+    ...                 batch_size=8, out=tempfile.mkdtemp() + "/r", quiet=True)  # a real search  # doctest: +SKIP
+    >>> len(run.candidates)  # the run above  # doctest: +SKIP
     3
 """
 
@@ -27,42 +31,59 @@ import os
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import torch
 
 from studentnas.core.arch import Arch
 from studentnas.core.budget import Budget
 from studentnas.core.candidate import Candidate
 from studentnas.core.console import Progress, sayer, warn
-from studentnas.core.cost import Cost
+from studentnas.core.cost import Cost, describe_cost
 from studentnas.core.errors import BadInputError, SearchExhaustedError
 from studentnas.core.pareto import front as pareto_front_of
 from studentnas.core.pareto import hypervolume
-from studentnas.core.proxy import ProxyContext
+from studentnas.core.proxy import Proxy, ProxyContext
+from studentnas.core.registry import PROXIES, SEARCHERS
 from studentnas.engine.evaluate import InProcessPool, LocalEvaluator, Pool
 from studentnas.engine.parallel import check_parallel
-from studentnas.engine.rundir import Run, config_differences
+from studentnas.engine.rundir import RUN_JSON, Run, RunDir, config_differences
 from studentnas.engine.setup import (
     DEFAULT_BATCH_SIZE,
     DEFAULT_CANDIDATES,
-    DEFAULT_PROXY,
     DEFAULT_SEARCHER,
-    SearchJob,
-    check_budget_range,
-    describe_cost,
-    pick_space,
+    SearchInputs,
     prepare_search,
     static_budget,
     validate_search,
 )
 from studentnas.hardware.latency_table import LatencyEstimator
+from studentnas.searchers.base import Searcher
 
 # run.json fields that must match for --resume; `candidates` and `time_limit` may change (to extend a run).
 IDENTITY_FIELDS = ("teacher", "teacher_checkpoint_sha256", "pretrained", "budget", "space", "proxies", "searcher",
                    "data", "input_size", "batch_size", "seed", "objectives")
-# names of this module before the setup moved to studentnas.engine.setup; scripts and tests import them from here
-__all__ = ["DEFAULT_BATCH_SIZE", "DEFAULT_CANDIDATES", "DEFAULT_PROXY", "DEFAULT_SEARCHER", "IDENTITY_FIELDS",
-           "check_budget_range", "describe_cost", "pick_space", "search", "static_budget"]
+# torch threads of one Ray actor: each holds one CPU (studentnas.engine.parallel) and scores with one thread
+RAY_WORKER_THREADS = 1
+
+
+@dataclass(kw_only=True)
+class SearchJob(SearchInputs):
+    """What the driver runs: the loaded :class:`~studentnas.engine.setup.SearchInputs` plus the proxies to
+    score, the searcher class and the run directory to journal into."""
+
+    proxy_names: list[str]
+    proxies: list[Proxy]
+    searcher_cls: type[Searcher]
+    run_dir: RunDir
+    objectives: list[str] | None = None  # --objectives, or None: the searcher's single proxy objective
+
+    @property
+    def front_objectives(self) -> list[str]:
+        """What pareto.json and the hypervolume are over: --objectives, else (primary proxy, macs)."""
+        return self.objectives or [self.proxy_names[0], "macs"]
 
 
 def _violation_of(fits: Budget | None, cost_of: Callable[[Arch], Cost]) -> Callable[[Arch], float] | None:
@@ -73,17 +94,38 @@ def _violation_of(fits: Budget | None, cost_of: Callable[[Arch], Cost]) -> Calla
     return lambda arch: -fits.slack(cost_of(arch))
 
 
-def _open_run_dir(job: SearchJob) -> None:
-    """Create the run directory, or check that the one to resume was made with the same settings."""
+def _resume_threads(recorded: Any, path: Path, threads: int, in_process: bool) -> int:
+    """The torch threads a resumed run scores with: the count run.json records, where this session can
+    honour it (in process); otherwise this session's ``threads``, with a warning that exact replay is not
+    possible (scores of float reductions differ in the last digits under another thread count)."""
+    known = isinstance(recorded, int) and not isinstance(recorded, bool) and recorded >= 1
+    if known and (in_process or recorded == threads):
+        return recorded
+    why = (f"{path / RUN_JSON} records no thread count (written by an older studentnas)" if not known else
+           f"the run was scored with {recorded} torch thread(s), Ray workers score with {threads} each")
+    fix = "" if not known else "; resume without --workers/--ray-address for an exact replay"
+    warn(f"{why}: exact replay is not possible, candidates scored now may differ from an uninterrupted run's "
+         f"in the last digits (about 1e-6){fix}")
+    return threads
+
+
+def _open_run_dir(job: SearchJob, threads: int, in_process: bool) -> tuple[list[Candidate], int]:
+    """Create the run directory, or check that the one to resume was made with the same settings and that
+    its journal reads (nothing is written before both pass). Returns the journalled candidates and the
+    torch threads to score with (recorded as ``threads`` in run.json on creation)."""
     run_dir, config = job.run_dir, job.config
     if not run_dir.exists:
-        run_dir.create(config)
-        return
-    diffs = config_differences(run_dir.config(), config, IDENTITY_FIELDS)
+        run_dir.create({**config, "threads": threads})
+        return [], threads
+    old = run_dir.config()
+    diffs = config_differences(old, config, IDENTITY_FIELDS)
     if diffs:
         raise BadInputError(f"cannot resume '{run_dir.path}': {'; '.join(diffs)}; rerun with the run's "
                             "settings or start a new run with another --out")
+    journalled = run_dir.read_candidates()  # a corrupt journal is refused here, before run.json changes
+    threads = _resume_threads(old.get("threads"), run_dir.path, threads, in_process)
     run_dir.update_config(candidates=config["candidates"], time_limit=config["time_limit"], status="running")
+    return journalled, threads
 
 
 def _make_pool(job: SearchJob, seed: int, workers: int | None, ray_address: str | None) -> Pool:
@@ -110,9 +152,10 @@ def _ask_windows(job: SearchJob) -> list[list[int]]:
     return [list(seg) for seg in job.run_dir.config().get("ask_windows", [[0, 1]])]
 
 
-def _loop(job: SearchJob, seed: int, candidates: int, deadline: float | None, quiet: bool,
-          say: Callable[[str], None], workers: int | None = None, ray_address: str | None = None) -> dict[str, Any]:
-    """Ask, evaluate (or replay from the journal), append, tell; returns loop statistics.
+def _loop(job: SearchJob, journalled: list[Candidate], seed: int, candidates: int, deadline: float | None,
+          quiet: bool, say: Callable[[str], None], workers: int | None = None,
+          ray_address: str | None = None) -> dict[str, Any]:
+    """Ask, evaluate (or replay ``journalled`` candidates), append, tell; returns loop statistics.
 
     Up to ``window`` candidates are asked ahead of the searcher's feedback and evaluated
     concurrently (window 1 in process; twice the workers on Ray). Each is appended to the journal
@@ -148,7 +191,7 @@ def _loop(job: SearchJob, seed: int, candidates: int, deadline: float | None, qu
         violation=_violation_of(fits, lambda a: costs.get(a.id) or job.space.cost(a, job.input_size,
                                                                                     teach.num_classes)),
         workdir=job.run_dir.path)
-    journal = {c.id: c for c in job.run_dir.read_candidates(repair=True)}
+    journal = {c.id: c for c in journalled}
     if journal:
         say(f"resuming {job.run_dir.path}: {len(journal)} candidates already evaluated")
     t_pool = time.perf_counter()
@@ -296,10 +339,20 @@ def search(
                                                                     candidates, batch_size, image_size, time_limit,
                                                                     data, out, resume, objectives)
     check_parallel(workers, ray_address)  # before the teacher loads: an unreachable cluster fails in seconds
-    job = prepare_search(teacher, parsed, proxy_names, run_dir, space=space, searcher=searcher, candidates=candidates,
-                         time_limit=time_limit, data=data, image_size=image_size, batch_size=batch_size, seed=seed,
-                         teacher_checkpoint=teacher_checkpoint, pretrained=pretrained, objectives=objective_names)
-    _open_run_dir(job)
+    inputs = prepare_search(teacher, parsed, proxy_names, space=space, searcher=searcher, candidates=candidates,
+                            time_limit=time_limit, data=data, image_size=image_size, batch_size=batch_size, seed=seed,
+                            teacher_checkpoint=teacher_checkpoint, pretrained=pretrained, objectives=objective_names)
+    job = SearchJob(**vars(inputs), proxy_names=proxy_names, proxies=[PROXIES.get(p)() for p in proxy_names],
+                    searcher_cls=SEARCHERS.get(searcher), run_dir=run_dir, objectives=objective_names)
+    in_process = ray_address is None and (workers or 1) == 1
+    journalled, threads = _open_run_dir(job, torch.get_num_threads() if in_process else RAY_WORKER_THREADS,
+                                        in_process)
     deadline = t_start + time_limit if time_limit is not None else None
-    stats = _loop(job, seed, candidates, deadline, quiet, say, workers, ray_address)
-    return _finish(job, stats, time.perf_counter() - t_start)
+    previous = torch.get_num_threads()
+    if in_process:
+        torch.set_num_threads(threads)  # a resumed run replays with the thread count it was scored with
+    try:
+        stats = _loop(job, journalled, seed, candidates, deadline, quiet, say, workers, ray_address)
+        return _finish(job, stats, time.perf_counter() - t_start)
+    finally:
+        torch.set_num_threads(previous)

@@ -1,14 +1,12 @@
 """Everything a search does before its run directory is touched: check every argument, pick the
 search space, resolve and range-check the budget, load the teacher and draw the calibration batch
-into a :class:`SearchJob` (the driver is :func:`studentnas.engine.search.search`).
+into :class:`SearchInputs` (the driver, :func:`studentnas.engine.search.search`, runs them as a
+:class:`~studentnas.engine.search.SearchJob`).
 
 Bad input never leaves a half-written run directory: :func:`validate_search` runs the cheap checks,
 :func:`prepare_search` the heavy loading, and only then does the driver create the run directory.
 
 Example:
-    >>> import studentnas as sn
-    >>> print(describe_cost(sn.Cost(macs=5.48e6, params=171_200)))
-    0.00548 GFLOPs, 0.1712 Mparams
     >>> static_budget(Budget.parse(["2GFLOPs", "30ms"])).metrics
     {'macs'}
 """
@@ -27,9 +25,8 @@ import torch
 from studentnas.core import objectives as obj
 from studentnas.core.budget import Budget, Constraint
 from studentnas.core.console import warn
-from studentnas.core.cost import Cost
+from studentnas.core.cost import Cost, describe_cost
 from studentnas.core.errors import BadInputError
-from studentnas.core.proxy import Proxy
 from studentnas.core.registry import PROXIES, SEARCHERS, SPACES
 from studentnas.core.space import SearchSpace
 from studentnas.data import images as data_mod
@@ -38,8 +35,7 @@ from studentnas.engine.rundir import RunDir
 from studentnas.hardware.counting import measured_cost
 from studentnas.hardware.memory import estimate_peak_memory_mb
 from studentnas.runfiles.paths import check_writable_dir
-from studentnas.runfiles.provenance import versions
-from studentnas.searchers.base import Searcher
+from studentnas.runfiles.provenance import provenance
 
 DEFAULT_PROXY = "nwot"
 DEFAULT_SEARCHER = "evolution"
@@ -58,18 +54,6 @@ def pick_space(name: str | None, teacher: Teacher) -> SearchSpace:
             return cls.for_teacher(teacher.model)
     raise BadInputError(f"no search space is derived from a {type(teacher.model).__name__} teacher "
                         f"('{teacher.name}'); pass --space NAME (known: {', '.join(SPACES.list())})")
-
-
-def describe_cost(cost: Cost, metrics: Sequence[str] = ("macs", "params")) -> str:
-    """``cost`` in the units budgets use, e.g. ``0.00548 GFLOPs, 0.1712 Mparams``."""
-    units = {"macs": ("GFLOPs", 1e9), "params": ("Mparams", 1e6), "latency": ("ms", 1.0), "memory": ("MB", 1.0)}
-    parts = []
-    for metric in metrics:
-        value = cost.value(metric)
-        if value is not None and metric in units:
-            unit, scale = units[metric]
-            parts.append(f"{value / scale:.4g} {unit}")
-    return ", ".join(parts)
 
 
 def check_budget_range(budget: Budget, space: SearchSpace, input_size: tuple[int, int, int], num_classes: int,
@@ -108,14 +92,11 @@ def static_budget(budget: Budget) -> Budget | None:
     return Budget(static) if static else None
 
 
-@dataclass
-class SearchJob:
-    """Everything a search needs, validated and loaded before the run directory is touched."""
+@dataclass(kw_only=True)
+class SearchInputs:
+    """What :func:`prepare_search` loads before the run directory is touched: the teacher, the space, the
+    resolved budget, the calibration batch, run.json's content and how long each part took."""
 
-    proxy_names: list[str]
-    proxies: list[Proxy]
-    searcher_cls: type[Searcher]
-    run_dir: RunDir
     teacher: Teacher
     space: SearchSpace
     input_size: tuple[int, int, int]
@@ -124,12 +105,6 @@ class SearchJob:
     labels: torch.Tensor
     config: dict[str, Any]
     timings: dict[str, float] = field(default_factory=dict)
-    objectives: list[str] | None = None  # --objectives, or None: the searcher's single proxy objective
-
-    @property
-    def front_objectives(self) -> list[str]:
-        """What pareto.json and the hypervolume are over: --objectives, else (primary proxy, macs)."""
-        return self.objectives or [self.proxy_names[0], "macs"]
 
 
 def _teacher_measurements(cost: Cost, model: torch.nn.Module, input_size: tuple[int, int, int], budget: Budget,
@@ -212,10 +187,10 @@ def validate_search(teacher: str, budget: str | Sequence[str], space: str | None
     return parsed, names, run_dir, objective_names
 
 
-def prepare_search(teacher: str, parsed: Budget, proxy_names: list[str], run_dir: RunDir, *, space: str | None,
+def prepare_search(teacher: str, parsed: Budget, proxy_names: list[str], *, space: str | None,
                    searcher: str, candidates: int, time_limit: float | None, data: str | None, image_size: int | None,
                    batch_size: int, seed: int, teacher_checkpoint: str | Path | None, pretrained: bool,
-                   objectives: list[str] | None = None) -> SearchJob:
+                   objectives: list[str] | None = None) -> SearchInputs:
     """Load the teacher, derive the space, resolve and range-check the budget, draw the calibration batch."""
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
@@ -241,12 +216,12 @@ def prepare_search(teacher: str, parsed: Budget, proxy_names: list[str], run_dir
         teach.checkpoint_sha256, "pretrained": pretrained, "teacher_cost": teacher_cost.to_dict(),
         "budget": parsed.texts, "budget_resolved": resolved.describe(), "space": the_space.config(),
         "proxies": proxy_names, "searcher": searcher, "data": data, "data_source": images.source,
-        "input_size": list(input_size), "batch_size": batch_size, "seed": seed, "num_classes": teach.num_classes,
-        "candidates": candidates, "time_limit": time_limit, "versions": versions(), "status": "running",
+        "input_size": list(input_size), "batch_size": batch_size, "num_classes": teach.num_classes,
+        "candidates": candidates, "time_limit": time_limit, "status": "running",
         "objectives": objectives, "front_objectives": objectives or [proxy_names[0], "macs"],
+        **provenance(seed=seed),  # versions, argv, seed, threads (the driver sets threads to the scoring count)
     }
-    return SearchJob(proxy_names=proxy_names, proxies=[PROXIES.get(p)() for p in proxy_names],
-                     searcher_cls=SEARCHERS.get(searcher), run_dir=run_dir, teacher=teach, space=the_space,
-                     input_size=input_size, budget=_with_measured_objectives(resolved, objectives),
-                     batch=batch.contiguous(memory_format=torch.channels_last), labels=labels, config=config,
-                     timings=timings, objectives=objectives)
+    return SearchInputs(teacher=teach, space=the_space, input_size=input_size,
+                        budget=_with_measured_objectives(resolved, objectives),
+                        batch=batch.contiguous(memory_format=torch.channels_last), labels=labels, config=config,
+                        timings=timings)
