@@ -1,13 +1,16 @@
 """The resume journal of a proxy benchmark: ``OUT.partial.jsonl`` beside ``--json OUT``.
 
 Line 1 is a header ``{"journal": ..., "identity": {...}}`` holding everything a score depends on
-(space, dataset, data, batch size, seed). Every further line is one scored cell, appended and
-flushed as soon as the cell is done: ``{"arch", "scores", "seconds", "errors"}``, with ``null`` for
-a failed score. On a rerun with the same identity, cells already in the journal with every
-requested proxy (and the same proxy code fingerprints, see ``proxy_suite.proxy_fingerprint``) are
-not scored again; a cell scored again (for a new or changed proxy) is superseded by its later line.
-A line cut short by a kill is reported and ignored. The journal is kept after the
-final JSON is written, so a later run with more ``--samples`` or more proxies only scores what is new.
+(space, dataset, data, batch size, seed). Every further line is one scored cell, appended, flushed
+and fsynced as soon as the cell is done (:class:`studentnas.runfiles.journal.Journal`):
+``{"arch", "scores", "seconds", "errors"}``, with ``null`` for a failed score. On a rerun with the
+same identity, cells already in the journal with every requested proxy (and the same proxy code
+fingerprints, see ``proxy_suite.proxy_fingerprint``) are not scored again; a cell scored again (for a
+new or changed proxy) is superseded by its later line. The journal is a cache, so unreadable lines
+(one cut short by a kill, or any other that does not read) are named with their numbers in one
+warning and their cells scored again; a torn last line is cut off first. The journal is kept after
+the final JSON is written, so a later run with more ``--samples`` or more proxies only scores what
+is new.
 
 Example:
     >>> import tempfile
@@ -24,11 +27,12 @@ from __future__ import annotations
 
 import json
 import math
-import sys
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
+from studentnas.core.console import warn
 from studentnas.core.errors import BadInputError
+from studentnas.runfiles.journal import Journal as JsonlJournal
 
 JOURNAL_KIND = "studentnas bench proxies"
 
@@ -60,20 +64,24 @@ def json_safe(value: Any) -> Any:
     return value
 
 
+def _cell(value: Any) -> dict[str, Any]:
+    if not isinstance(value, dict) or not isinstance(value.get("arch"), str):
+        raise TypeError("a cell record is a JSON object with an 'arch' string")
+    return value
+
+
 class Journal:
-    """Append-only per-cell records with an identity header. :meth:`open` returns the finished cells."""
+    """Per-cell records after an identity header, on a :class:`studentnas.runfiles.journal.Journal` (append +
+    flush + fsync). :meth:`open` returns the finished cells."""
 
     def __init__(self, path: str | Path, identity: dict[str, Any]):
         self.path = Path(path)
         self.identity = json.loads(json.dumps(identity))  # normalised as it reads back (tuples -> lists)
-        self._handle: IO[str] | None = None
+        self.lines = JsonlJournal(self.path, parse=_cell, has_header=True)
+        self._open = False
 
     def _read(self) -> dict[str, dict[str, Any]]:
-        lines = self.path.read_text(encoding="utf-8").splitlines()
-        try:
-            header = json.loads(lines[0]) if lines else None
-        except json.JSONDecodeError:
-            header = None
+        header = self.lines.header()
         if not isinstance(header, dict) or header.get("journal") != JOURNAL_KIND:
             raise BadInputError(f"'{self.path}' is not a bench journal (its first line is no {JOURNAL_KIND!r} "
                                 "header); delete it or pass --fresh")
@@ -83,46 +91,32 @@ class Journal:
         if diffs:
             raise BadInputError(f"cannot resume from '{self.path}': {'; '.join(diffs)}; rerun with the earlier "
                                 "settings, pass --fresh to start over, or choose another --json path")
-        records: dict[str, dict[str, Any]] = {}
-        bad = 0
-        for line in lines[1:]:
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError:
-                record = None
-            if not isinstance(record, dict) or not isinstance(record.get("arch"), str):
-                bad += 1
-                continue
-            records[record["arch"]] = record
-        if bad:
-            print(f"studentnas bench: warning: ignored {bad} unreadable line(s) of '{self.path}' (a run killed "
-                  "while writing); those cells are scored again", file=sys.stderr, flush=True)
-        return records
+        cells, bad = self.lines.scan()
+        torn = self.lines.torn_line()
+        if torn is not None:
+            bad.append(f"line {torn} (cut short by a kill)")
+        if bad:  # a cache: those cells are scored again rather than refusing the run
+            warn(f"ignored {len(bad)} unreadable line(s) of '{self.path}': {'; '.join(bad)}; those cells are "
+                 "scored again")
+        return {record["arch"]: record for record in cells}
 
     def open(self, fresh: bool) -> dict[str, dict[str, Any]]:
         """Open for appending; returns ``{arch: record}`` already journalled (none when ``fresh``)."""
         resume = not fresh and self.path.is_file() and self.path.stat().st_size > 0
         records = self._read() if resume else {}
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         if resume:
-            ends_cleanly = self.path.read_bytes().endswith(b"\n")
-            self._handle = self.path.open("a", encoding="utf-8")
-            if not ends_cleanly:
-                self._handle.write("\n")  # finish a line cut short by a kill
+            self.lines.repair()  # cut off a line cut short by a kill
         else:
-            self._handle = self.path.open("w", encoding="utf-8")
-            self._handle.write(json.dumps({"journal": JOURNAL_KIND, "identity": self.identity}) + "\n")
-        self._handle.flush()
+            self.lines.start({"journal": JOURNAL_KIND, "identity": self.identity})
+        self._open = True
         return records
 
     def append(self, record: dict[str, Any]) -> None:
-        """Write one cell's record and flush it to the OS."""
-        if self._handle is None:
+        """Write one cell's record (non-finite floats as null) and fsync it."""
+        if not self._open:
             raise RuntimeError("Journal.append before Journal.open")
-        self._handle.write(json.dumps(json_safe(record)) + "\n")
-        self._handle.flush()
+        self.lines.append(json_safe(record))
 
     def close(self) -> None:
-        if self._handle is not None:
-            self._handle.close()
-            self._handle = None
+        """End appending (a later :meth:`append` needs :meth:`open` again)."""
+        self._open = False

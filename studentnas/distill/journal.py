@@ -2,9 +2,10 @@
 ``studentnas distill`` run.
 
 One JSON line per finished trial (completed, stopped early by ASHA, or failed after its retries),
-appended and flushed by the driver the moment Ray Tune reports it finished. ``--resume`` reads it
-back: finished trials are never run again, and the Optuna searcher of the next Tune experiment is
-told their results first. A torn last line (the driver killed mid-write) is ignored.
+appended, flushed and fsynced by the driver the moment Ray Tune reports it finished. ``--resume`` reads
+it back: finished trials are never run again, and the Optuna searcher of the next Tune experiment is
+told their results first. A torn last line (the driver killed mid-write) is ignored; complete lines
+that do not read are all named in one error (:class:`~studentnas.runfiles.journal.Journal`).
 
 Row keys: ``student``, ``mode`` (``kd`` or ``ce``), ``experiment``, ``trial_id``, ``status``
 (``ok``/``failed``), ``config`` (the sampled hyper-parameters), ``val_top1``, ``val_top5``,
@@ -22,44 +23,28 @@ Example:
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
-from studentnas.core.errors import BadInputError
+from studentnas.runfiles.journal import Journal
 
 
-class TrialJournal:
-    """Append-only JSON lines; see the module docstring."""
+def _row(value: Any) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise TypeError(f"a trial row is a JSON object, got {type(value).__name__}")
+    return value
+
+
+class TrialJournal(Journal[dict[str, Any]]):
+    """The trial rows of a distill run: a :class:`~studentnas.runfiles.journal.Journal` (append + fsync, torn
+    last line ignored, every corrupt line named in one error) that selects rows by student and mode."""
 
     def __init__(self, path: str | Path):
-        self.path = Path(path)
-
-    def read(self) -> list[dict[str, Any]]:
-        if not self.path.is_file():
-            return []
-        out: list[dict[str, Any]] = []
-        for number, line in enumerate(self.path.read_bytes().splitlines(keepends=True), start=1):
-            if not line.endswith(b"\n"):
-                break  # torn by a kill mid-write: that trial is not finished as far as we know
-            try:
-                out.append(json.loads(line))
-            except json.JSONDecodeError as err:
-                raise BadInputError(f"{self.path} line {number} is corrupt ({err}); remove that line to resume") \
-                    from None
-        return out
+        super().__init__(path, parse=_row, fix="remove those lines to resume (their trials are run again)")
 
     def rows(self, student: str, mode: str) -> list[dict[str, Any]]:
+        """The finished trials of ``student`` in ``mode`` (``kd`` or ``ce``), in the order they finished."""
         return [r for r in self.read() if r.get("student") == student and r.get("mode") == mode]
-
-    def append(self, row: dict[str, Any]) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        raw = self.path.read_bytes() if self.path.is_file() else b""
-        with self.path.open("ab") as fh:
-            if raw and not raw.endswith(b"\n"):
-                fh.truncate(raw.rfind(b"\n") + 1)  # drop a torn line before appending
-            fh.write((json.dumps(row, sort_keys=True, allow_nan=False) + "\n").encode())
-            fh.flush()
 
 
 def best_row(rows: list[dict[str, Any]], epochs: int) -> dict[str, Any] | None:

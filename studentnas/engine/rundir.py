@@ -1,8 +1,9 @@
 """Run directories: ``run.json``, ``candidates.jsonl`` (the journal) and ``pareto.json`` (docs/architecture.md).
 
-The journal is the source of truth: one JSON line per evaluated candidate, appended and flushed as
-each finishes. A run killed at any moment (even mid-line) is resumed by reading it back; a torn
-last line is dropped. Other files are written atomically (temp file + rename), so a reader never
+The journal is the source of truth: one JSON line per evaluated candidate, appended, flushed and
+fsynced as each finishes (:class:`~studentnas.runfiles.journal.Journal`). A run killed at any moment
+(even mid-line) is resumed by reading it back; a torn last line is dropped, and complete lines that
+do not read are all named in one error. Other files are written atomically (temp file + rename), so a reader never
 sees half a file.
 
 Example:
@@ -25,6 +26,7 @@ from studentnas.core.candidate import Candidate
 from studentnas.core.errors import BadInputError
 from studentnas.core.pareto import front as front_of
 from studentnas.runfiles.atomic import write_json_atomic
+from studentnas.runfiles.journal import Journal
 
 RUN_JSON, JOURNAL, PARETO_JSON = "run.json", "candidates.jsonl", "pareto.json"
 
@@ -70,32 +72,24 @@ class RunDir:
     def update_config(self, **fields: Any) -> None:
         write_json_atomic(self.path / RUN_JSON, {**self.config(), **fields})
 
+    @property
+    def journal(self) -> Journal[Candidate]:
+        """``candidates.jsonl`` as a :class:`~studentnas.runfiles.journal.Journal` of candidates."""
+        return Journal(self.path / JOURNAL, parse=Candidate.from_dict,
+                       fix="remove those lines to resume (their candidates are evaluated again)")
+
     def read_candidates(self, repair: bool = False) -> list[Candidate]:
-        """All journalled candidates. A torn last line (killed mid-write) is ignored, and cut off when ``repair``."""
-        path = self.path / JOURNAL
-        if not path.exists():
-            return []
-        raw = path.read_bytes()
-        out, good_end, pos = [], 0, 0
-        for line in raw.splitlines(keepends=True):
-            pos += len(line)
-            if not line.endswith(b"\n"):
-                break
-            try:
-                out.append(Candidate.from_json(line.decode()))
-            except (ValueError, KeyError) as err:
-                raise BadInputError(f"{path} line {len(out) + 1} is corrupt ({err}); remove that line to resume") \
-                    from None
-            good_end = pos
-        if repair and good_end < len(raw):
-            with path.open("r+b") as fh:
-                fh.truncate(good_end)
+        """All journalled candidates. A torn last line (killed mid-write) is ignored, and cut off when ``repair``;
+        corrupt complete lines are all named in one :class:`BadInputError`."""
+        journal = self.journal
+        out = journal.read()
+        if repair:
+            journal.repair()
         return out
 
     def append(self, cand: Candidate) -> None:
-        with (self.path / JOURNAL).open("a") as fh:
-            fh.write(cand.to_json() + "\n")
-            fh.flush()
+        """Journal one evaluated candidate (flushed and fsynced before this returns)."""
+        self.journal.append(cand.to_dict())
 
     def write_pareto(self, front: list[Candidate], objective: str, objectives: Sequence[str] | None = None) -> None:
         """pareto.json: the front (best first), its primary ``objective`` and all its ``objectives``."""

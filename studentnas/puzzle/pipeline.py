@@ -43,7 +43,7 @@ from studentnas.puzzle.decompose import assemble, family_for
 from studentnas.puzzle.library import COST_KEYS, Entry, Library, Replacement
 from studentnas.puzzle.options import PuzzleOptions, run_identity, start_run
 from studentnas.puzzle.samples import PuzzleSamples, TeacherSpec, image_samples, teacher_spec, text_samples
-from studentnas.puzzle.scoring import evaluate_model, score_replacement
+from studentnas.puzzle.scoring import evaluate_model, journalled_scores, score_replacement, scores_journal
 from studentnas.runfiles.atomic import write_json_atomic
 
 PUZZLE_DIR = "puzzle"
@@ -131,24 +131,15 @@ class PuzzleRun:
 
     def _score(self, lib: Library, bld: dict[str, dict[str, Any]]) -> Library:
         assert self.samples is not None
-        journal = self.root / "scores.jsonl"
-        done: dict[str, dict[str, Any]] = {}
-        if journal.is_file():
-            for line in journal.read_text().splitlines():
-                try:
-                    row = json.loads(line)
-                except ValueError:
-                    continue  # a torn last line
-                done[row["id"]] = row
+        journal = scores_journal(self.root)
+        done = journalled_scores(journal)
         store = ActivationStore(self.root, "score")
-        with Progress(total=len(lib.entries), desc="scoring", initial=0, quiet=self.opts.quiet) as bar, \
-                journal.open("a") as fh:
+        with Progress(total=len(lib.entries), desc="scoring", initial=0, quiet=self.opts.quiet) as bar:
             for entry in lib.entries:
                 rep = entry.replacement
                 if rep.id not in done:
                     row = self._score_one(rep, bld.get(rep.id, {}), store)
-                    fh.write(json.dumps(row) + "\n")
-                    fh.flush()
+                    journal.append(row)
                     done[rep.id] = row
                 row = done[rep.id]
                 entry.quality, entry.status = dict(row.get("quality", {})), row["status"]

@@ -12,6 +12,11 @@ and the head). Against the teacher's own logits on the same samples this gives (
 :func:`evaluate_model` measures the same quantities for a whole network (the teacher, or an assembled
 student) from raw inputs, so scores of blocks and of assembled students are on one scale.
 
+Each replacement's scores are journalled in ``RUN/puzzle/scores.jsonl`` (:func:`scores_journal`, one
+``{"id", "label", "status", "quality"}`` line each, fsynced); a resumed run scores only what is missing
+(:func:`journalled_scores`). The journal is a cache: lines that do not read are named with their
+numbers in one warning and those replacements scored again.
+
 Example:
     >>> import torch
     >>> t = torch.tensor([[2.0, 0.0], [0.0, 2.0]])
@@ -22,15 +27,41 @@ Example:
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from studentnas.core.console import warn
 from studentnas.puzzle.activations import ActivationStore
 from studentnas.puzzle.decompose import Decomposed
 from studentnas.puzzle.library import Replacement
+from studentnas.runfiles.journal import Journal
+
+SCORES = "scores.jsonl"
+
+
+def _score_row(value: Any) -> dict[str, Any]:
+    if not isinstance(value, dict) or not isinstance(value.get("id"), str) or not isinstance(value.get("status"), str):
+        raise TypeError("a score row is a JSON object with 'id' and 'status' strings")
+    return value
+
+
+def scores_journal(root: str | Path) -> Journal[dict[str, Any]]:
+    """The scoring journal ``root/scores.jsonl`` of a Puzzle run folder."""
+    return Journal(Path(root) / SCORES, parse=_score_row)
+
+
+def journalled_scores(journal: Journal[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """``{replacement id: its last score row}``; lines that do not read are named in one warning and left
+    out (their replacements are scored again). A line cut short by a kill is left out silently."""
+    rows, bad = journal.scan()
+    if bad:
+        warn(f"ignored {len(bad)} unreadable line(s) of '{journal.path}': {'; '.join(bad)}; those replacements are "
+             "scored again (remove the lines to silence this)")
+    return {row["id"]: row for row in rows}
 
 
 class _Totals:
