@@ -110,6 +110,20 @@ def test_resume_replays_with_the_recorded_threads_and_reads_an_old_run(tmp_path:
         torch.set_num_threads(previous)
 
 
+def test_resume_says_when_the_recorded_threads_cannot_be_honoured(tmp_path: Path,
+                                                                 capsys: pytest.CaptureFixture) -> None:
+    from studentnas.engine.search import _resume_threads
+
+    assert _resume_threads(4, tmp_path, 2, in_process=True) == 4  # in process: the run's count, whatever ours is
+    assert _resume_threads(1, tmp_path, 1, in_process=False) == 1  # Ray actors score with one thread: the same
+    assert capsys.readouterr().err == ""
+    assert _resume_threads(4, tmp_path, 1, in_process=False) == 1
+    err = capsys.readouterr().err
+    assert "scored with 4 torch thread(s)" in err and "exact replay is not possible" in err and "--workers" in err
+    assert _resume_threads(None, tmp_path, 2, in_process=True) == 2
+    assert "records no thread count" in capsys.readouterr().err
+
+
 # ----------------------------------------------------------------------------------------------- distill
 
 
