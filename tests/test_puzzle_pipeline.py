@@ -55,6 +55,28 @@ def resnet_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
+def _least_summed_kl(lib: Library, limits: dict[str, float]) -> tuple[float, float]:
+    """(least summed block KL over every cover of the parent layers by scored entries within ``limits``,
+    counting the library's fixed costs; the largest block KL), by enumeration: independent of the MIP."""
+    usable = [e for e in lib.entries if e.ok and "kl" in e.quality and all(k in e.costs for k in limits)]
+    room = {k: v - lib.fixed_costs.get(k, 0.0) for k, v in limits.items()}
+    best = math.inf
+
+    def walk(layer: int, kl: float, spent: dict[str, float]) -> None:
+        nonlocal best
+        if any(spent[k] > room[k] * (1 + 1e-9) for k in room):
+            return
+        if layer == lib.num_layers:
+            best = min(best, kl)
+            return
+        for e in usable:
+            if e.replacement.start == layer:
+                walk(e.replacement.end, kl + e.quality["kl"], {k: spent[k] + e.costs[k] for k in room})
+
+    walk(0, 0.0, dict.fromkeys(room, 0.0))
+    return best, max(abs(e.quality["kl"]) for e in usable)
+
+
 def test_run_directory_holds_every_stage(resnet_run: Path) -> None:
     root = resnet_run / "puzzle"
     lib = Library.from_dict(json.loads((root / "library.json").read_text()))
@@ -66,8 +88,17 @@ def test_run_directory_holds_every_stage(resnet_run: Path) -> None:
         assert entry.quality["kl"] < 1e-6
     solution = json.loads((root / "solutions" / "50pctmacs.json").read_text())
     assert solution["measured"]["macs"] <= solution["limits"]["macs"]
-    assert solution["mip_optimum"]["objective"] <= solution["greedy"]["objective"] + 1e-9
-    assert all(solution["mip_optimum"]["objective"] <= r["objective"] + 1e-9 for r in solution["random"])
+    # The MIP optimum is the least summed block KL of any cover within the table limits of its last solve,
+    # recomputed here by enumerating the covers. The block KLs of this one-epoch teacher are 1e-8 .. 4e-2
+    # (its non-downsampling blocks are nearly their shortcut), so a fixed 1e-9 is no tolerance: HiGHS is
+    # exact to mip_rel_gap (1e-4) relative or 1e-6 of the largest block KL absolute (mip_model.solve).
+    limits = solution["mip_optimum"]["limits"]
+    assert solution["greedy"]["limits"] == limits and all(r["limits"] == limits for r in solution["random"])
+    best, largest = _least_summed_kl(lib, limits)
+    tolerance = 1e-4 * best + 1e-6 * largest
+    assert best * (1 - 1e-12) <= solution["mip_optimum"]["objective"] <= best + tolerance
+    assert solution["mip_optimum"]["objective"] <= solution["greedy"]["objective"] + tolerance
+    assert all(solution["mip_optimum"]["objective"] <= r["objective"] + tolerance for r in solution["random"])
     # the re-scored pick is the best measured of the diverse MIP solutions on the score set
     measured = [c["score_set"]["kl"] for c in solution["mip_candidates"] if c["fits"]]
     assert len(solution["mip_candidates"]) >= 2 and solution["mip"]["labels"] in [
