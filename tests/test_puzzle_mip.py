@@ -480,8 +480,9 @@ def test_near_identity_blocks_hand_derived():
 @pytest.mark.parametrize("seed", range(3))
 def test_mip_optimum_does_not_depend_on_the_unit_of_the_objective(seed, unit):
     base = random_library(seed)
-    lib = make_library(base.num_layers, [Entry(e.replacement, dict(e.costs), {k: v * unit for k, v in e.quality.items()},
-                                               e.status) for e in base.entries], base.fixed_costs)
+    lib = make_library(base.num_layers, [Entry(e.replacement, dict(e.costs),
+                                               {k: v * unit for k, v in e.quality.items()}, e.status)
+                                         for e in base.entries], base.fixed_costs)
     covers = all_covers(lib)
     rng = np.random.default_rng(200 + seed)
     for _ in range(4):
