@@ -257,3 +257,12 @@ def test_teacher_train_bad_input(cli, tmp_path: Path, args: list[str], needle: s
     lines = [ln for ln in done.stderr.splitlines() if ln.strip()]
     assert len(lines) == 1 and needle in lines[0] and "Traceback" not in done.stderr
     assert not list(tmp_path.iterdir()), "nothing written"
+
+
+def test_train_teacher_checks_its_output_before_any_work(tmp_path: Path) -> None:
+    from studentnas.distill.teacher_train import train_teacher
+
+    blocker = tmp_path / "file"
+    blocker.write_text("x")  # a file where the output's folder should be: nothing can be created under it
+    with pytest.raises(BadInputError, match=r"--out '.*file/t.safetensors' cannot be created"):
+        train_teacher("resnet18", "fashion-mnist", epochs=1, out=blocker / "t.safetensors", quiet=True)

@@ -42,15 +42,7 @@ from studentnas.distill.evaluation import evaluate
 from studentnas.distill.train_config import TrainConfig
 from studentnas.distill.trainer import train
 from studentnas.runfiles.models import MODEL_KINDS, write_model
-
-
-def _check_out(out: str | Path) -> Path:
-    path = Path(out)
-    if path.suffix != ".safetensors":
-        raise BadInputError(f"--out must end in .safetensors, got '{out}'; e.g. --out teacher.safetensors")
-    if path.is_dir():
-        raise BadInputError(f"--out '{out}' is a directory; give a file path such as {path / 'teacher.safetensors'}")
-    return path
+from studentnas.runfiles.paths import check_model_out
 
 
 def train_teacher(model: str, data: str, epochs: int, out: str | Path, *, image_size: int | None = None,
@@ -72,7 +64,7 @@ def train_teacher(model: str, data: str, epochs: int, out: str | Path, *, image_
     """
     if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
         raise BadInputError(f"--threads {threads!r}: must be a whole number >= 1, e.g. --threads 1")
-    out = _check_out(out)
+    out = check_model_out(out, "teacher.safetensors")
     check_teacher_name(model)
     if data is None:
         raise BadInputError("--data is required: fashion-mnist, cifar10:PATH, cifar100:PATH or an ImageFolder "

@@ -47,7 +47,7 @@ from studentnas.lm.corpus import Corpus, eval_windows, load_corpus, windows
 from studentnas.lm.model import GPT, LMS, lm_config, load_lm
 from studentnas.runfiles.atomic import write_atomic
 from studentnas.runfiles.models import write_model
-from studentnas.runfiles.paths import check_writable_file
+from studentnas.runfiles.paths import check_model_out
 
 CHECKPOINT = "lm.pt"
 
@@ -155,15 +155,6 @@ def _write_atomic(path: Path, state: dict[str, Any]) -> None:
     write_atomic(path, lambda tmp: torch.save(state, tmp))
 
 
-def _check_out(out: str | Path) -> Path:
-    path = Path(out)
-    if path.suffix != ".safetensors":
-        raise BadInputError(f"--out must end in .safetensors, got '{out}'; e.g. --out lm.safetensors")
-    if path.is_dir():
-        raise BadInputError(f"--out '{out}' is a directory; give a file path such as {path / 'lm.safetensors'}")
-    return check_writable_file(path, "--out", example="lm.safetensors")
-
-
 def train_lm(out: str | Path, *, model: str = "gpt_tiny", data: str = "fortunes", steps: int = 1000,
              batch_size: int = 32, lr: float = 2e-3, warmup: int | None = None, weight_decay: float = 0.1,
              context: int | None = None, seed: int = 0, eval_every: int = 200, eval_windows: int = 64,
@@ -188,7 +179,7 @@ def train_lm(out: str | Path, *, model: str = "gpt_tiny", data: str = "fortunes"
         if isinstance(value, bool) or not isinstance(value, int) or value < low:
             flag = name.replace("_", "-")
             raise BadInputError(f"--{flag} {value!r}: must be a whole number >= {low}, e.g. --{flag} 100")
-    out = _check_out(out)
+    out = check_model_out(out, "lm.safetensors")
     ckpt_path = out.with_name(out.name + ".ckpt") / CHECKPOINT
     if ckpt_path.is_file() and not resume:
         raise BadInputError(f"an unfinished training run's checkpoint is at {ckpt_path}; pass --resume to continue "

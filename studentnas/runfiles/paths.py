@@ -70,6 +70,24 @@ def check_writable_file(path: str | Path, flag: str, example: str = "out.json") 
     return path
 
 
+def check_model_out(out: str | Path, example: str) -> Path:
+    """``--out`` of a command that writes one model: it ends in ``.safetensors``, is not a directory and can
+    be written (:func:`check_writable_file`); else :class:`BadInputError` with ``example`` as the fix.
+
+    Example:
+        >>> check_model_out("model.pt", "lm.safetensors")
+        Traceback (most recent call last):
+        ...
+        studentnas.core.errors.BadInputError: --out must end in .safetensors, got 'model.pt'; e.g. --out lm.safetensors
+    """
+    path = Path(out)
+    if path.suffix != ".safetensors":
+        raise BadInputError(f"--out must end in .safetensors, got '{out}'; e.g. --out {example}")
+    if path.is_dir():
+        raise BadInputError(f"--out '{out}' is a directory; give a file path such as {path / example}")
+    return check_writable_file(path, "--out", example=example)
+
+
 def check_writable_dir(path: str | Path, flag: str, example: str = "runs/my-run") -> Path:
     """``path`` as a :class:`~pathlib.Path` when it is a writable directory or can be created as one, else
     :class:`BadInputError` naming ``flag``, the path and the fix (``example`` is the suggested value).
