@@ -11,6 +11,7 @@ import importlib.util
 import json
 import math
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -119,3 +120,27 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, script, capsys):
     code, _, err = _main(script, capsys, "--from-study", str(study), "--student", "nope", "--out", str(tmp_path / "z"))
     assert code == 2 and "--student 'nope' is not in" in err and "known: 233ab1fc666c" in err
     assert not (tmp_path / "x").exists() and not (tmp_path / "z").exists()  # refused before any work
+
+
+def test_cli_study_and_script_take_the_same_flags(cli, script, capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "120")
+    done = cli("bench", "study", "kd-vs-ce", "--help")
+    assert done.returncode == 0 and "KD against CE only for one student" in done.stdout
+    assert "tuning on the test set" in done.stdout and "--student-arch STUDENT_ARCH" in done.stdout
+    with pytest.raises(SystemExit) as exit_:
+        script.main(["--help"])
+    assert exit_.value.code == 0
+    ours, theirs = done.stdout.split("\n\n", 1)[1], capsys.readouterr().out.split("\n\n", 1)[1]
+    flags = re.findall(r"^  (?:-\w, )?(--[\w-]+)", ours, flags=re.M)
+    assert flags == re.findall(r"^  (?:-\w, )?(--[\w-]+)", theirs, flags=re.M) and ours == theirs
+    assert {"--out", "--json", "--teacher-checkpoint", "--from-study", "--seeds", "--jobs"} <= set(flags)
+
+
+def test_unwritable_outputs_are_bad_input(cli, tmp_path):
+    # an unwritable --json used to fail after every training (OSError, exit status 1); now before any work
+    done = cli("bench", "study", "kd-vs-ce", "--student-arch", json.dumps(ARCH), "--out", str(tmp_path / "k"),
+               "--json", "/proc/kd/report.json")
+    assert done.returncode == 2 and done.stderr.count("\n") == 1 and "--json '/proc/kd/report.json'" in done.stderr
+    done = cli("bench", "study", "kd-vs-ce", "--student-arch", json.dumps(ARCH), "--out", "/proc/kd")
+    assert done.returncode == 2 and done.stderr.count("\n") == 1 and "--out '/proc/kd' cannot be" in done.stderr
+    assert not (tmp_path / "k").exists()

@@ -5,9 +5,11 @@ from the recorded scores and accuracies, the BENCHMARKS.md section, resume and b
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import math
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -15,6 +17,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 from scipy import stats
+
+from studentnas.core.errors import BadInputError
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "scripts" / "search_quality.py"
@@ -156,3 +160,78 @@ def test_bad_input_is_one_line(tmp_path):
     done = _run("--quick", "--budget", "25%bananas", "--out", str(tmp_path / "s"))
     assert done.returncode == 2 and "25%bananas" in done.stderr
     assert not (tmp_path / "s").exists()
+
+
+def _script_help(path: Path, capsys) -> str:
+    """``--help`` of a script wrapper, run in this process (the wrapper only imports its study's ``main``)."""
+    spec = importlib.util.spec_from_file_location(f"script_{path.stem}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    with pytest.raises(SystemExit) as exit_:
+        module.main(["--help"])
+    assert exit_.value.code == 0
+    return capsys.readouterr().out
+
+
+def _options(help_text: str) -> tuple[list[str], str]:
+    """The option strings of a ``--help`` text and the text after its usage block (description and options)."""
+    body = help_text.split("\n\n", 1)[1]
+    return re.findall(r"^  (?:-\w, )?(--[\w-]+)", body, flags=re.M), body
+
+
+def test_cli_study_and_script_take_the_same_flags(cli, capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "120")
+    done = cli("bench", "study", "search-quality", "--help")
+    assert done.returncode == 0 and "Does the search pick better students?" in done.stdout
+    assert "Kendall's tau-b" in done.stdout and "--ce-baseline {best,all,none}" in done.stdout
+    flags, body = _options(done.stdout)
+    script_flags, script_body = _options(_script_help(SCRIPT, capsys))
+    assert flags == script_flags and body == script_body  # same flags, same help texts, same order
+    assert {"--quick", "--out", "--jobs", "--ce-baseline", "--write-benchmarks", "--benchmarks"} <= set(flags)
+    listed = cli("bench", "study", "--help")
+    assert listed.returncode == 0 and "search-quality" in listed.stdout and "kd-vs-ce" in listed.stdout
+
+
+def test_cli_bad_input_is_one_line_and_writes_nothing(cli, tmp_path):
+    out = tmp_path / "s"
+    done = cli("bench", "study", "search-quality", "--quick", "--seeds", "1", "--out", str(out))
+    assert done.returncode == 2 and done.stderr.count("\n") == 1 and "--seeds 1" in done.stderr
+    # a latency budget cannot be checked analytically: refused before the teacher is trained (it was after)
+    done = cli("bench", "study", "search-quality", "--quick", "--budget", "30ms", "--out", str(out))
+    assert done.returncode == 2 and "needs a MACs or params budget" in done.stderr and done.stderr.count("\n") == 1
+    # an --out that cannot be written is bad input (it was an OSError traceback, exit status 1)
+    done = cli("bench", "study", "search-quality", "--quick", "--out", "/proc/sq")
+    assert done.returncode == 2 and "--out '/proc/sq' cannot be" in done.stderr and done.stderr.count("\n") == 1
+    assert not out.exists()
+
+
+def test_journal_reads_old_lines_and_names_every_corrupt_one(tmp_path, capsys):
+    from studentnas.studies.search_quality.driver import main
+    from studentnas.studies.search_quality.folder import Study
+    from studentnas.studies.search_quality.options import parse_settings
+    from studentnas.studies.worker import mode_of
+
+    flags = ["--quick", "--out", str(tmp_path / "s")]
+    study = Study(tmp_path / "s", parse_settings(flags)[0])
+    old = {"student": "a", "seed": 0, "status": "ok", "test_top1": 80.0}  # a line of the script before --ce-baseline
+    lines = [json.dumps(old, sort_keys=True), "{not json", json.dumps(old, sort_keys=True), '"no record"']
+    (study.path / "journal.jsonl").write_text("\n".join(lines) + "\n" + '{"student": "b", "se')  # + a torn line
+    with pytest.raises(BadInputError, match=r"at 2 line\(s\): line 2 .*; line 4 "):
+        study.journal()
+    (study.path / "journal.jsonl").write_text(lines[0] + "\n" + '{"student": "b", "se')
+    assert [mode_of(r) for r in study.journal()] == ["kd"]  # the old line is a KD training; the torn one is ignored
+    (study.path / "journal.jsonl").write_text("\n".join(lines) + "\n")
+    assert main(flags) == 2  # corrupt lines: refused before any work (they used to be skipped and retrained)
+    err = capsys.readouterr().err
+    assert err.startswith("search_quality: error: ") and "line 2" in err and "line 4" in err
+    assert err.count("\n") == 1 and sorted(p.name for p in study.path.iterdir()) == ["journal.jsonl", "study.json"]
+
+
+def test_kendall_tau_is_scipys_tau_b():
+    from studentnas.studies.common import kendall_tau
+
+    xs, ys = [0.3, 0.1, 0.5, 0.5, 0.9, 0.2], [70.1, 71.0, 72.5, 72.5, 69.0, 70.1]  # ties on both sides
+    expected = stats.kendalltau(xs, ys)
+    tau = kendall_tau(xs, ys)
+    assert tau["tau"] == expected.statistic and tau["p_value"] == expected.pvalue and tau["n"] == 6
+    assert math.isnan(kendall_tau([1.0, 2.0], [3.0, 3.0])["tau"]) and kendall_tau([1.0], [2.0])["tau"] is None

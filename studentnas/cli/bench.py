@@ -1,10 +1,12 @@
-"""The ``bench proxies`` and ``bench search`` subcommands of the ``studentnas`` CLI (registered in
-:mod:`studentnas.cli.main`; their Python twins are :func:`studentnas.bench.proxy_bench.bench_proxies` and
-:func:`studentnas.bench.search_bench.bench_search`)."""
+"""The ``bench proxies``, ``bench search`` and ``bench study`` subcommands of the ``studentnas`` CLI (registered in
+:mod:`studentnas.cli.main`; their Python twins are :func:`studentnas.bench.proxy_bench.bench_proxies`,
+:func:`studentnas.bench.search_bench.bench_search` and the studies of :mod:`studentnas.cli.study`)."""
 
 from __future__ import annotations
 
 import argparse
+
+from studentnas.cli.study import add_study, run_study
 
 FORMATTER = argparse.RawDescriptionHelpFormatter
 
@@ -14,6 +16,7 @@ Validate proxies and searchers against NAS-Bench-201 ground truth (no training a
 
   studentnas bench proxies ...   rank agreement of proxies with NAS-Bench-201 accuracies
   studentnas bench search ...    accuracy of the cells a proxy-driven search picks (random search as baseline)
+  studentnas bench study ...     studies with real distillations: search quality, KD vs CE only (these train)
 """
 
 BENCH_PROXIES_HELP = """\
@@ -110,6 +113,7 @@ def add_bench(sub: argparse._SubParsersAction, parser_class: type[argparse.Argum
     again.add_argument("--fresh", action="store_true", help="ignore OUT.partial.jsonl and score every cell again")
     q.add_argument("--quiet", action="store_true", help="no progress output")
     _add_bench_search(kinds)
+    add_study(kinds, parser_class)
 
 
 BENCH_SEARCH_HELP = """\
@@ -161,6 +165,8 @@ def _add_bench_search(kinds: argparse._SubParsersAction) -> None:
 
 
 def run_bench(args: argparse.Namespace) -> int:
+    if args.bench_command == "study":
+        return run_study(args)
     from pathlib import Path
 
     from studentnas.bench.proxy_bench import bench_proxies
