@@ -189,7 +189,7 @@ def main() -> None:
             return space.build(arch, num_classes=10)
 
     config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=0.05, losses=KD, ce_weight=0.1)
-    result: dict = {"config": {**vars(args), "student": str(arch), "teacher": str(checkpoint),
+    result: dict = {"config": {**vars(args), "student": space.format_arch(arch), "teacher": str(checkpoint),
                                "teacher_test_top1": teacher_meta["test_top1"] if teacher_meta else None,
                                "torch": torch.__version__, "cpu_count": os.cpu_count()}}
     if "cache" in parts:

@@ -19,7 +19,7 @@ counter). It adds these to the conv/linear MACs:
 Example:
     >>> space = NB201Space()
     >>> arch = space.from_naslib_tuple((0, 2, 3, 2, 3, 1))
-    >>> str(arch)
+    >>> space.format_arch(arch)
     '|skip_connect~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|nor_conv_1x1~0|nor_conv_1x1~1|none~2|'
     >>> c = space.cost(arch)
     >>> c.params, c.extra["nb201_flops"] / 1e6
@@ -205,7 +205,7 @@ class NB201Space(GeneSpace):
     Example:
         >>> space = NB201Space()
         >>> arch = space.from_string("|nor_conv_3x3~0|+|none~0|none~1|+|skip_connect~0|none~1|none~2|")
-        >>> space.format_arch(arch) == str(arch), space.smallest()["e0"]
+        >>> space.from_string(space.format_arch(arch)) == arch, space.smallest()["e0"]
         (True, 'none')
     """
 
@@ -238,7 +238,7 @@ class NB201Space(GeneSpace):
 
     # --- text forms -------------------------------------------------------------------------------
     def format_arch(self, arch: Arch) -> str:
-        """The NB201 string, e.g. ``|nor_conv_3x3~0|+|nor_conv_3x3~0|avg_pool_3x3~1|+|...~2|`` (``str(arch)``)."""
+        """The NB201 string, e.g. ``|nor_conv_3x3~0|+|nor_conv_3x3~0|avg_pool_3x3~1|+|...~2|``."""
         return _STRING_FORMAT.format(*(arch[f"e{i}"] for i in range(6)))
 
     @classmethod

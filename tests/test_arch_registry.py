@@ -1,12 +1,15 @@
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
 import pytest
 
-from studentnas import Arch, BadInputError, list_proxies, list_searchers, list_spaces
+from studentnas import Arch, BadInputError, Cost, get_space, list_proxies, list_searchers, list_spaces
+from studentnas.core.candidate import Candidate
 from studentnas.core.registry import Registry
+from studentnas.engine.rundir import Run, RunDir
 
 
 def test_arch_id_is_stable_across_processes_and_gene_order() -> None:
@@ -40,3 +43,23 @@ def test_user_plugins_load_from_the_environment(tmp_path) -> None:
     env = {"STUDENTNAS_PLUGINS": str(plugin), "PATH": ""}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
     assert out.stdout.strip() == "True", out.stderr
+
+
+def test_str_is_generic_and_labels_come_from_the_space(tmp_path) -> None:
+    """A value type does not reach into the plugin registry: ``str(arch)`` is ``space(genes)``, and the
+    space's own label (the NB201 cell string) is what pareto.json, the table and the dataframe show."""
+    arch = Arch("nb201", {f"e{i}": "none" for i in range(6)})
+    cell = "|none~0|+|none~0|none~1|+|none~0|none~1|none~2|"
+    assert str(arch) == "nb201(e0=none,e1=none,e2=none,e3=none,e4=none,e5=none)"
+    space = get_space("nb201")
+    assert space.format_arch(arch) == cell
+    run_dir = RunDir(tmp_path / "run")
+    run_dir.create({"space": space.config(), "proxies": ["nwot"]})
+    cand = Candidate(arch, Cost(1e6, 1e3), {"nwot": 1.0})
+    run_dir.append(cand)
+    run_dir.write_pareto([cand], "nwot", None, space)
+    run = Run(run_dir.path)
+    assert run.space.config() == space.config()
+    assert json.loads((run.path / "pareto.json").read_text())["front"][0]["label"] == cell
+    assert list(run.to_dataframe()["label"]) == [cell]
+

@@ -21,13 +21,14 @@ from PIL import Image
 
 import studentnas as sn
 from studentnas.cli.main import main
+from studentnas.core.space import space_from_config
 from studentnas.data.images import load_images
 from studentnas.data.teachers import load_teacher
 from studentnas.distill.batches import Batches
 from studentnas.distill.evaluation import evaluate
 from studentnas.distill.journal import TrialJournal
 from studentnas.distill.trial import FAIL_ENV
-from studentnas.engine.export import load_student, read_student_meta, space_from_config
+from studentnas.engine.export import load_student, read_student_meta
 from studentnas.engine.parallel import worker_node
 
 cluster = test_ray.cluster  # the two-node loopback Ray fixture of the search tests

@@ -43,8 +43,8 @@ def test_the_facade_has_one_loader() -> None:
 
 
 def test_searched_student(cli, tmp_path: Path) -> None:
+    from studentnas.core.space import space_from_config
     from studentnas.engine.evaluate import build_student
-    from studentnas.engine.export import space_from_config
 
     run_dir, out = tmp_path / "run", tmp_path / "s.safetensors"
     done = cli("search", "--teacher", "resnet18", "--space", "nb201", "--image-size", "32", "--budget", "60MMACs",

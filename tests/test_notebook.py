@@ -63,5 +63,5 @@ def test_notebook_executes_on_two_tiny_runs(tmp_path: Path, cli, monkeypatch: py
     hv = next(c for c in nb.cells if "hypervolumes = pd.DataFrame" in c.source).outputs[0]["data"]["text/plain"]
     assert "evo" in hv and "rand" in hv and "hypervolume (pymoo)" in hv
     best = runs["evo"].pareto[0]
-    assert f"student {best.id}: {best.arch}" in text
+    assert f"student {best.id}: {runs['evo'].space.format_arch(best.arch)}" in text
     assert all(stage in text for stage in ("stem", "stages.0", "stages.1", "stages.2", "head"))

@@ -29,6 +29,7 @@ def run_path(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("pick") / "run"
     run_dir = RunDir(path)
     run_dir.create({"teacher": "resnet50", "budget": ["5GFLOPs"], "proxies": ["nwot", "synflow"],
+                    "space": sn.get_space("nb201").config(),
                     "teacher_cost": {"macs": 4e9, "params": 25e6}, "front_objectives": ["nwot", "macs"]})
     for name, (gmacs, mparams, nwot, synflow) in TABLE.items():
         arch, cost = ARCHS[name], Cost(gmacs * 1e9, mparams * 1e6)

@@ -146,7 +146,7 @@ def test_global_kd_is_one_trial_of_studentnas_distill_on_the_mip_student(resnet_
 
 def test_every_selection_is_a_run_directory_that_distill_reads(resnet_run: Path) -> None:
     from studentnas.distill.prepare import choose_students
-    from studentnas.engine.export import space_from_config
+    from studentnas.core.space import space_from_config
     from studentnas.puzzle.realise import realise
     from studentnas.engine.rundir import Run
 

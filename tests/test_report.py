@@ -70,7 +70,7 @@ def test_writes_png_and_html(tmp_path: Path) -> None:
     width, height = png_size(png)
     assert width > 1.5 * height > 600  # two panels side by side
     text = html.read_text()
-    assert all(i in text for i in ids.values()) and str(arch(0)) in text
+    assert all(i in text for i in ids.values()) and sn.get_space("nb201").format_arch(arch(0)) in text
     assert "GMACs (papers' GFLOPs)" in text and "batch-1 CPU latency (ms)" in text
     assert sorted(p.name for p in (tmp_path / "r").iterdir() if p.name.startswith(".")) == []  # no temp files
 

@@ -10,8 +10,8 @@ import torch
 
 import studentnas as sn
 from studentnas.core.proxy import ProxyContext
+from studentnas.core.space import space_from_config
 from studentnas.engine.evaluate import build_student
-from studentnas.engine.export import space_from_config
 from studentnas.hardware.counting import counted_macs
 
 

@@ -78,7 +78,7 @@ def load_nats_csv(path: str | Path, dataset: str) -> dict[str, float]:
 @functools.lru_cache(maxsize=8)
 def _parse_nats_csv(path: Path, _size: int, _mtime_ns: int, column: str) -> tuple[tuple[str, float], ...]:
     expected = f"{ARCH_COLUMN} and {', '.join(NATS_COLUMNS.values())}"
-    space = SPACES.get("nb201")
+    space = SPACES.get("nb201")()
     accuracies: dict[str, float] = {}
     with path.open(newline="", encoding="utf-8") as handle:
         reader = csv.DictReader(handle)
@@ -97,7 +97,7 @@ def _parse_nats_csv(path: Path, _size: int, _mtime_ns: int, column: str) -> tupl
                 raise BadInputError(f"ground-truth file '{path}' line {line}: {column} = {row[column]!r} is not a "
                                     "number; fix or drop the row")
             try:
-                key = str(space.from_string(arch))
+                key = space.format_arch(space.from_string(arch))
             except BadInputError as err:
                 raise BadInputError(f"ground-truth file '{path}' line {line}: {err}") from err
             accuracies[key] = value
@@ -168,13 +168,13 @@ def load_analog_nasbench(metric: str = "baseline_accuracy") -> dict[str, float]:
         records = _AnalogUnpickler(handle, module).load()
     if not isinstance(records, dict) or not records:
         raise BadInputError(f"'{path}' does not hold analog-nasbench's dict of records; reinstall {ANALOG}")
-    space = SPACES.get("nb201")
+    space = SPACES.get("nb201")()
     accuracies: dict[str, float] = {}
     for key, record in records.items():
         value = getattr(record, metric, None)
         if not isinstance(value, (int, float)):
             raise BadInputError(f"analog-nasbench record {key} has no numeric {metric!r}; use baseline_accuracy")
-        accuracies[str(space.from_naslib_tuple(tuple(int(i) for i in key)))] = float(value)
+        accuracies[space.format_arch(space.from_naslib_tuple(tuple(int(i) for i in key)))] = float(value)
     return accuracies
 
 

@@ -93,7 +93,7 @@ def load_published(path: str | Path, dataset: str) -> list[PublishedCell]:
         found = sorted(data) if isinstance(data, dict) else type(data).__name__
         raise BadInputError(f"published-scores file '{path}' has no '{dataset}' section (found {found}); expected "
                             f"layout {layout} with datasets {', '.join(DATASETS)}")
-    space = SPACES.get("nb201")
+    space = SPACES.get("nb201")()
     cells = []
     for key, entry in data[dataset].items():
         where = f"'{path}' [{dataset}][{key}]"
@@ -111,7 +111,7 @@ def load_published(path: str | Path, dataset: str) -> list[PublishedCell]:
                 ours = NASLIB_TO_OURS.get(name, name)
                 scores[ours], seconds[ours] = _number(value.get("score")), _number(value.get("time"))
         idx = entry.get("idx")
-        cells.append(PublishedCell(arch=str(arch), naslib_tuple=ops,
+        cells.append(PublishedCell(arch=space.format_arch(arch), naslib_tuple=ops,
                                    idx=int(idx) if isinstance(idx, (int, str)) and str(idx).isdigit() else -1,
                                    val_accuracy=_number(entry.get("val_accuracy")), scores=scores, seconds=seconds))
     if not cells:

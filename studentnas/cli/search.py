@@ -136,7 +136,7 @@ def run_search(args: argparse.Namespace) -> int:
     print(f"{cfg['n_ok']} of {cfg['n_candidates']} candidates scored ({cfg['n_failed']} failed); "
           f"{len(front)} on the Pareto front of {axes}, hypervolume {cfg.get('hypervolume', 0.0):.4f}. "
           f"Run: {run.path}")
-    print(front_table(front, cfg["proxies"], top=args.top))
+    print(front_table(front, cfg["proxies"], run.space, top=args.top))
     return 0
 
 
@@ -184,14 +184,14 @@ def run_pick(args: argparse.Namespace) -> int:
         print(f"studentnas pick: note: {', '.join(chosen.looser_than_run)} is looser than the run's own budget "
               f"({' + '.join(run.config.get('budget', []))}); the answer is the best the run found", file=sys.stderr)
     if args.json:
-        print(json.dumps(chosen.to_dict(run.path), sort_keys=True))
+        print(json.dumps(chosen.to_dict(run), sort_keys=True))
         return 0
     cand = chosen.candidate
     where = f"rank {chosen.front_rank} on the run's front" if chosen.front_rank else "not on the run's front"
     print(f"best of {chosen.n_fitting} students of {run.path} within {chosen.budget.describe()} by "
           f"{chosen.objective}: {cand.id} ({describe_cost(cand.cost, ['macs', 'params', *chosen.budget.metrics])}; "
           f"{where})")
-    print(front_table([cand], run.config.get("proxies", [chosen.objective])))
+    print(front_table([cand], run.config.get("proxies", [chosen.objective]), run.space))
     print(f"export it: studentnas export {run.path} --id {cand.id} --out student.safetensors")
     return 0
 

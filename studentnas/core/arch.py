@@ -94,15 +94,11 @@ class Arch:
         return cached
 
     def __str__(self) -> str:
-        from studentnas.core.errors import BadInputError
-        from studentnas.core.registry import SPACES
+        """The generic form ``space(gene=value,...)``; a space's own label (e.g. the NB201 cell string) is
+        :meth:`studentnas.core.space.SearchSpace.format_arch`.
 
-        if self.space in SPACES:
-            try:  # the space's own text form, e.g. the NB201 cell string
-                space = SPACES.get(self.space)()
-            except (TypeError, BadInputError):  # a space that needs arguments (puzzle): generic form below
-                space = None
-            if space is not None:
-                return space.format_arch(self)
+        >>> str(Arch("resnet", {"depths": (1, 2), "block": "basic"}))
+        'resnet(block=basic,depths=1-2)'
+        """
         body = ",".join(f"{k}={'-'.join(map(str, v)) if isinstance(v, tuple) else v}" for k, v in self.genes)
         return f"{self.space}({body})"

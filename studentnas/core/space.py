@@ -28,6 +28,7 @@ from torch import nn
 from studentnas.core.arch import Arch, GeneValue
 from studentnas.core.cost import Cost
 from studentnas.core.errors import BadInputError
+from studentnas.core.registry import SPACES
 
 if TYPE_CHECKING:
     from studentnas.hardware.latency_table import Layer
@@ -150,6 +151,15 @@ class SearchSpace(ABC):
     def format_arch(self, arch: Arch) -> str:  # pragma: no cover - default text form
         body = ",".join(f"{k}={v}" for k, v in arch.genes)
         return f"{self.name}({body})"
+
+
+def space_from_config(config: dict[str, Any]) -> SearchSpace:
+    """Rebuild the exact space instance recorded in a run or an exported file (``SearchSpace.config()``).
+
+    >>> space_from_config({"name": "nb201", "C": 8, "N": 1}).config()
+    {'name': 'nb201', 'C': 8, 'N': 1}
+    """
+    return SPACES.get(config["name"]).from_config(config)
 
 
 @dataclass(frozen=True)

@@ -52,7 +52,7 @@ def finalize_student(prep: Prepared, cand: Candidate, mode: str, job: TrialJob, 
              "val_top1": best["val_top1"], "best_config": best["config"], "train_config": train_config,
              "trial_id": best["trial_id"], "experiment": best["experiment"], "file": str(out)}
     meta = {
-        "space": run_cfg["space"], "arch": cand.arch.to_dict(), "label": str(cand.arch),
+        "space": run_cfg["space"], "arch": cand.arch.to_dict(), "label": prep.run.space.format_arch(cand.arch),
         "cost": cost, "scores": dict(cand.scores), "num_classes": job.num_classes, "input_size": list(prep.input_size),
         "teacher": prep.teacher.name, "run": str(prep.run.path), "seed": job.seed,
         "macs": cost["macs"], "params": cost["params"], "latency_ms": cost["latency_ms"],

@@ -65,8 +65,8 @@ class TrialJob:
 
     def build_student(self) -> torch.nn.Module:
         from studentnas.core.arch import Arch
+        from studentnas.core.space import space_from_config
         from studentnas.engine.evaluate import build_student
-        from studentnas.engine.export import space_from_config
 
         return build_student(space_from_config(self.space_config), Arch.from_dict(self.arch), self.seed,
                              self.num_classes, self.input_size[0])

@@ -143,7 +143,7 @@ def distill(run: str | Path, data: str | None, *, top: int | None = None, ids: S
             say(f"teacher logits for {len(prep.train)} training images: {'read from' if hit else 'written to'} "
                 f"the cache in {time.perf_counter() - t0:.1f} s")
         results = results_skeleton(prep, modes, trials, scheduler)
-        from studentnas.engine.export import space_from_config
+        from studentnas.core.space import space_from_config
 
         the_space = space_from_config(the_run.config["space"])
         for cand in students:
@@ -158,7 +158,8 @@ def distill(run: str | Path, data: str | None, *, top: int | None = None, ids: S
                     fail_once=os.environ.get(FAIL_ENV))
                 run_experiment(prep, jobs[mode], trials, scheduler, resources, max_failures, quiet, say)
             cost = student_cost(the_space, cand, prep.input_size, len(prep.train.classes))
-            entry: dict[str, Any] = {"id": cand.id, "label": str(cand.arch), **cost, "scores": dict(cand.scores)}
+            entry: dict[str, Any] = {"id": cand.id, "label": the_space.format_arch(cand.arch), **cost,
+                                     "scores": dict(cand.scores)}
             for mode in modes:
                 entry[mode] = finalize_student(prep, cand, mode, jobs[mode], trials, cost)
             kd, ce = entry.get("kd") or {}, entry.get("ce") or {}

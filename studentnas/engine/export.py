@@ -22,8 +22,7 @@ from torch import nn
 from studentnas.core.arch import Arch
 from studentnas.core.candidate import Candidate
 from studentnas.core.errors import BadInputError
-from studentnas.core.registry import SPACES
-from studentnas.core.space import SearchSpace
+from studentnas.core.space import space_from_config
 from studentnas.engine.evaluate import build_student
 from studentnas.engine.rundir import Run
 from studentnas.runfiles.models import MODEL_KINDS, load_model, load_weights, read_model_meta, write_model
@@ -32,11 +31,6 @@ from studentnas.runfiles.models import MODEL_KINDS, load_model, load_weights, re
 #: :func:`~studentnas.runfiles.models.load_model` (``studentnas.load_student`` is public API).
 read_student_meta = read_model_meta
 load_student = load_model
-
-
-def space_from_config(config: dict[str, Any]) -> SearchSpace:
-    """Rebuild the exact space instance recorded in a run or an exported file."""
-    return SPACES.get(config["name"]).from_config(config)
 
 
 def pick_candidate(run: Run, rank: int | None = None, arch_id: str | None = None) -> Candidate:
@@ -65,7 +59,7 @@ def export_student(run_path: str | Path, out: str | Path, rank: int | None = Non
     space = space_from_config(config["space"])
     model = build_student(space, cand.arch, config["seed"], config["num_classes"], config["input_size"][0])
     meta = {
-        "space": config["space"], "arch": cand.arch.to_dict(), "label": str(cand.arch),
+        "space": config["space"], "arch": cand.arch.to_dict(), "label": space.format_arch(cand.arch),
         "cost": cand.cost.to_dict(), "scores": dict(cand.scores), "num_classes": config["num_classes"],
         "input_size": config["input_size"], "teacher": config["teacher"], "run": str(run.path), "seed": config["seed"],
     }

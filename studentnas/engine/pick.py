@@ -42,12 +42,13 @@ class Pick:
     front_rank: int | None  # its rank on the run's front (1 = first), None when it is not on it
     looser_than_run: list[str]  # constraints looser than the run's own budget (the run never went there)
 
-    def to_dict(self, run_path: str | Path) -> dict[str, Any]:
+    def to_dict(self, run: Run) -> dict[str, Any]:
+        """What ``studentnas pick --json`` prints: the student (labelled by ``run``'s space) and the budget."""
         c = self.candidate
-        return {"run": str(run_path), "budget": self.budget.texts, "budget_resolved": self.budget.describe(),
+        return {"run": str(run.path), "budget": self.budget.texts, "budget_resolved": self.budget.describe(),
                 "objective": self.objective, "score": c.scores[self.objective], "id": c.id,
-                "arch": c.arch.to_dict(), "label": str(c.arch), "cost": c.cost.to_dict(), "scores": dict(c.scores),
-                "front_rank": self.front_rank, "n_fitting": self.n_fitting,
+                "arch": c.arch.to_dict(), "label": run.space.format_arch(c.arch), "cost": c.cost.to_dict(),
+                "scores": dict(c.scores), "front_rank": self.front_rank, "n_fitting": self.n_fitting,
                 "looser_than_run": self.looser_than_run}
 
 

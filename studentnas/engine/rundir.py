@@ -15,6 +15,7 @@ Example:
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 from collections.abc import Iterable, Mapping, Sequence
@@ -25,6 +26,7 @@ from studentnas.core import objectives as obj
 from studentnas.core.candidate import Candidate
 from studentnas.core.errors import BadInputError
 from studentnas.core.pareto import front as front_of
+from studentnas.core.space import SearchSpace, space_from_config
 from studentnas.runfiles.atomic import write_json_atomic
 from studentnas.runfiles.journal import Journal
 
@@ -91,11 +93,13 @@ class RunDir:
         """Journal one evaluated candidate (flushed and fsynced before this returns)."""
         self.journal.append(cand.to_dict())
 
-    def write_pareto(self, front: list[Candidate], objective: str, objectives: Sequence[str] | None = None) -> None:
-        """pareto.json: the front (best first), its primary ``objective`` and all its ``objectives``."""
+    def write_pareto(self, front: list[Candidate], objective: str, objectives: Sequence[str] | None,
+                     space: SearchSpace) -> None:
+        """pareto.json: the front (best first, each labelled by ``space.format_arch``), its primary ``objective``
+        and all its ``objectives`` (None: the primary one and MACs)."""
         objectives = list(objectives or [objective, "macs"])
         cost = next((o for o in objectives if obj.is_cost(o)), "macs")
-        entries = [{"rank": i + 1, "id": c.id, "arch": c.arch.to_dict(), "label": str(c.arch),
+        entries = [{"rank": i + 1, "id": c.id, "arch": c.arch.to_dict(), "label": space.format_arch(c.arch),
                     "macs": c.cost.macs, "params": c.cost.params, "scores": dict(c.scores),
                     **({"latency_ms": c.cost.latency_ms} if c.cost.latency_ms is not None else {}),
                     **({"peak_memory_mb": c.cost.peak_memory_mb} if c.cost.peak_memory_mb is not None else {})}
@@ -124,6 +128,15 @@ class Run:
     def objective(self) -> str:
         return self.config["proxies"][0]
 
+    @functools.cached_property
+    def space(self) -> SearchSpace:
+        """The search space the run was made in, rebuilt from run.json; it labels the run's archs
+        (``run.space.format_arch(c.arch)``)."""
+        if not isinstance(self.config.get("space"), dict):
+            raise BadInputError(f"{self.path / RUN_JSON} records no search space ('space'); it was not written by "
+                                "`studentnas search` or `studentnas puzzle`: rerun the search")
+        return space_from_config(self.config["space"])
+
     @property
     def objectives(self) -> list[str]:
         """What the front is over: the run's --objectives, else (primary proxy, macs)."""
@@ -149,8 +162,8 @@ class Run:
         except ImportError:
             raise BadInputError("Run.to_dataframe needs pandas: pip install 'studentnas[pandas]'") from None
         front = {c.id for c in self.pareto}
-        rows = [{"id": c.id, "label": str(c.arch), "status": c.status, "reason": c.reason, "macs": c.cost.macs,
-                 "params": c.cost.params, "latency_ms": _or_nan(c.cost.latency_ms),
+        rows = [{"id": c.id, "label": self.space.format_arch(c.arch), "status": c.status, "reason": c.reason,
+                 "macs": c.cost.macs, "params": c.cost.params, "latency_ms": _or_nan(c.cost.latency_ms),
                  "peak_memory_mb": _or_nan(c.cost.peak_memory_mb), **{f"score_{k}": v for k, v in c.scores.items()},
                  "seconds": c.seconds,
                  "worker": c.worker, "on_front": c.id in front} for c in self.candidates]

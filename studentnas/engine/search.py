@@ -280,7 +280,7 @@ def _finish(job: SearchJob, stats: dict[str, Any], total_seconds: float) -> Run:
     objective, objectives = job.proxy_names[0], job.front_objectives
     run = Run(job.run_dir.path)
     front = pareto_front_of(run.candidates, objectives)
-    job.run_dir.write_pareto(front, objective, objectives)
+    job.run_dir.write_pareto(front, objective, objectives, job.space)
     volume, reference = hypervolume(run.candidates, objectives, budget=job.budget)
     n_ok = sum(c.ok for c in run.candidates)
     if run.candidates and n_ok == 0:

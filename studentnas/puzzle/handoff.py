@@ -68,7 +68,7 @@ def write_candidates_run(folder: str | Path, space: Any, teacher: Any, selection
     write_json_atomic(folder / RUN_JSON, config)
     lines = "".join(c.to_json() + "\n" for c in cands.values())
     write_atomic(folder / JOURNAL, lambda tmp: Path(tmp).write_text(lines))
-    RunDir(folder).write_pareto(front(list(cands.values()), [SCORE, "macs"]), SCORE, [SCORE, "macs"])
+    RunDir(folder).write_pareto(front(list(cands.values()), [SCORE, "macs"]), SCORE, [SCORE, "macs"], space)
     return ids
 
 
