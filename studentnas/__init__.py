@@ -11,7 +11,7 @@ Any model the tool writes (``export``, ``distill``, ``puzzle``, ``teacher train`
 with ``sn.load_model(path)``; ``sn.load_student`` is the same function under its first name.
 """
 
-from studentnas import _compat  # noqa: F401  (must run before torchvision/timm are imported)
+import studentnas._compat as _compat  # noqa: F401  (must run before torchvision/timm are imported)
 from studentnas.core.arch import Arch
 from studentnas.core.budget import Budget
 from studentnas.core.candidate import Candidate

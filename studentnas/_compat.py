@@ -12,8 +12,8 @@ If that works, it does nothing more. If not, it defines the ``torchvision::nms``
 index).
 
 Example:
-    >>> from studentnas import _compat
-    >>> _compat.install() in (True, False)   # True where the shim was needed
+    >>> import studentnas._compat
+    >>> studentnas._compat.install() in (True, False)   # True where the shim was needed
     True
 """
 
