@@ -38,7 +38,8 @@ from torch import nn
 
 from studentnas.puzzle.bld import BLDConfig, BLDJob, run_bld
 from studentnas.puzzle.library import Library
-from studentnas.puzzle.pipeline import PuzzleOptions, PuzzleRun
+from studentnas.puzzle.options import PuzzleOptions
+from studentnas.puzzle.pipeline import PuzzleRun
 from studentnas.puzzle.scoring import evaluate_model
 
 

@@ -140,7 +140,8 @@ def run_puzzle(args: argparse.Namespace) -> int:
     import torch
 
     from studentnas.puzzle.bld import BLDConfig
-    from studentnas.puzzle.pipeline import PuzzleOptions, PuzzleRun
+    from studentnas.puzzle.options import PuzzleOptions
+    from studentnas.puzzle.pipeline import PuzzleRun
     from studentnas.runfiles.atomic import write_json_atomic
     from studentnas.runfiles.paths import check_writable_dir, check_writable_file
 
