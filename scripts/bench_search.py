@@ -26,7 +26,8 @@ import studentnas  # noqa: F401  (torchvision shim before timm)
 import timm
 import torch
 from studentnas.hardware.counting import counted_macs
-from studentnas.engine.export import export_student, load_student
+from studentnas.engine.export import export_student
+from studentnas.runfiles.models import load_model
 from studentnas.engine.rundir import load_run
 
 
@@ -87,7 +88,7 @@ def main() -> None:
         folder = Path(args.out) / "students"
         for rank in range(1, len(run.pareto) + 1):
             path = export_student(args.out, folder / f"rank{rank}.safetensors", rank=rank)
-            worst = max(worst, counted_macs(load_student(path), tuple(cfg["input_size"])))
+            worst = max(worst, counted_macs(load_model(path), tuple(cfg["input_size"])))
         result["front_max_counted_gmacs"] = round(worst / 1e9, 4)
         result["front_within_budget"] = worst <= 5e9
     print(json.dumps(result, indent=2))

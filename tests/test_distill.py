@@ -28,8 +28,8 @@ from studentnas.distill.batches import Batches
 from studentnas.distill.evaluation import evaluate
 from studentnas.distill.journal import TrialJournal
 from studentnas.distill.trial import FAIL_ENV
-from studentnas.engine.export import load_student, read_student_meta
 from studentnas.engine.parallel import worker_node
+from studentnas.runfiles.models import load_model, read_model_meta
 
 cluster = test_ray.cluster  # the two-node loopback Ray fixture of the search tests
 TINY = ["--data", "fashion-mnist", "--train-images", "200", "--test-images", "100", "--batch-size", "32"]
@@ -96,12 +96,12 @@ def test_distill_with_baseline_exports_students_and_retries_a_failed_trial(cli, 
     for mode, name in (("kd", f"{student['id']}.safetensors"), ("ce", f"{student['id']}-ce.safetensors")):
         path = run_dir / "students" / name
         meta = json.loads(path.with_suffix(".json").read_text())
-        assert meta == read_student_meta(path)
+        assert meta == read_model_meta(path)
         cost = space.cost(sn.Arch.from_dict(meta["arch"]), (3, 16, 16), 10)
         assert (meta["macs"], meta["params"]) == (cost.macs, cost.params)
         assert meta["latency_ms"] > 0 and meta["best_config"] == student[mode]["best_config"]
         assert meta["test_top1"] == student[mode]["test_top1"] and meta["distill"]["mode"] == mode
-        model = load_student(path)
+        model = load_model(path)
         again = evaluate(model, Batches(test, (3, 16, 16), t.mean, t.std, 32))
         assert again["top1"] == pytest.approx(meta["test_top1"]), "the exported weights are the evaluated ones"
 
@@ -193,6 +193,15 @@ def test_run_without_a_pareto_front(capsys, run_dir: Path) -> None:
     (run_dir / "candidates.jsonl").write_text("")
     line = error_line(capsys, str(run_dir), *TINY)
     assert "has no Pareto front" in line and "--resume" in line
+
+
+def test_corrupt_trial_journal_is_refused_before_ray_starts(capsys, run_dir: Path) -> None:
+    journal = run_dir / "distill" / "trials.jsonl"
+    journal.parent.mkdir()
+    journal.write_text('{"student": "a", "mode": "kd", "status": "ok"}\nnot json\n{"student": "b"}\n{broken\n')
+    line = error_line(capsys, str(run_dir), "--resume", *TINY)
+    assert "corrupt at 2 line(s): line 2" in line and "line 4" in line, line
+    assert sorted(p.name for p in journal.parent.iterdir()) == ["trials.jsonl"], "nothing written"
 
 
 def test_top_larger_than_the_front(capsys, run_dir: Path) -> None:

@@ -124,7 +124,7 @@ def test_exported_student_reloads_with_the_same_outputs(resnet_run: Path) -> Non
 
 
 def test_global_kd_is_one_trial_of_studentnas_distill_on_the_mip_student(resnet_run: Path) -> None:
-    from studentnas.engine.export import load_student
+    from studentnas.runfiles.models import load_model
 
     root = resnet_run / "puzzle"
     evaluation = json.loads((root / "solutions" / "50pctmacs.json").read_text())["evaluation"]
@@ -137,7 +137,7 @@ def test_global_kd_is_one_trial_of_studentnas_distill_on_the_mip_student(resnet_
     assert entry["kd"]["best_config"] == {} and recipe["losses"] == [{"name": "kd", "weight": 1.0, "T": 1.0}]
     assert (recipe["lr"], recipe["weight_decay"], recipe["momentum"], recipe["ce_weight"]) == (0.01, 5e-4, 0.9, 0.5)
     # the exported Puzzle student is the distilled one, and its after-GKD quality was measured on it
-    distilled = load_student(entry["kd"]["file"])
+    distilled = load_model(entry["kd"]["file"])
     exported = load_puzzle_student(root / "students" / "50pctmacs.safetensors")
     x = torch.randn(4, 3, 32, 32, generator=torch.Generator().manual_seed(1))
     assert torch.allclose(distilled(x), exported(x), atol=1e-5)
@@ -199,6 +199,9 @@ def test_rerun_trains_nothing_and_mip_only_resolves(resnet_run: Path) -> None:
     assert solution["measured"]["macs"] <= solution["limits"]["macs"]
     assert "evaluation" not in solution  # --mip-only neither trains nor realises
     assert solution["solve_and_recheck_seconds"] < 5
+    assert main(["puzzle", "--out", str(resnet_run), "--mip-only", "--budget", "40%macs", "--random-baselines", "0",
+                 "--quiet"]) == 0  # no random baseline asked: none drawn (it used to fail 'no feasible cover')
+    assert json.loads((resnet_run / "puzzle" / "solutions" / "40pctmacs.json").read_text())["random"] == []
 
 
 def test_infeasible_budget_names_the_constraint_and_its_minimum(resnet_run: Path,
@@ -277,6 +280,7 @@ def test_nmse_is_normalised_per_sample() -> None:
     (["--teacher", "resnet18", "--budget", "5 bananas"], "unknown unit"),
     (["--teacher", "resnet18", "--budget", "50%macs", "--bld-samples", "70000"], "training images"),
     (["--teacher", "resnet18", "--budget", "50%macs", "--library-options", '{"wdiths": [0.5]}'], "wdiths"),
+    (["--teacher", "resnet18", "--budget", "50%macs", "--random-baselines", "-1"], "must be >= 0"),
 ])
 def test_bad_input_exits_2_with_one_line(tmp_path: Path, argv: list[str], message: str,
                                          capsys: pytest.CaptureFixture) -> None:

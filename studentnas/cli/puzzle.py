@@ -157,6 +157,8 @@ def run_puzzle(args: argparse.Namespace) -> int:
                  "mip_candidates"):
         if getattr(args, flag) < 1:
             raise BadInputError(f"--{flag.replace('_', '-')} {getattr(args, flag)}: must be >= 1")
+    if args.random_baselines < 0:
+        raise BadInputError(f"--random-baselines {args.random_baselines}: must be >= 0 (0: no random baseline)")
     check_writable_dir(args.out, "--out", example="runs/p1")
     if args.json:
         check_writable_file(args.json, "--json", example="puzzle.json")

@@ -217,12 +217,13 @@ def add_export(sub: argparse._SubParsersAction) -> None:
 
 
 def run_export(args: argparse.Namespace) -> int:
-    from studentnas.engine.export import export_student, read_student_meta
+    from studentnas.engine.export import export_student
+    from studentnas.runfiles.models import read_model_meta
     from studentnas.runfiles.paths import check_writable_file
 
     check_writable_file(args.out, "--out", example="student.safetensors")
     path = export_student(args.run, args.out, rank=args.rank, arch_id=args.arch_id)
-    meta = read_student_meta(path)
+    meta = read_model_meta(path)
     print(f"wrote {path} and {path.with_suffix('.json')}: {meta['label']} "
           f"({meta['cost']['macs'] / 1e9:.3f} GMACs, {meta['cost']['params'] / 1e6:.2f} M params)")
     return 0

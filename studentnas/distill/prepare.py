@@ -20,6 +20,7 @@ from studentnas.data.images import ImageSet
 from studentnas.data.teachers import Teacher, load_teacher
 from studentnas.distill.batches import holdout_split
 from studentnas.distill.hparams import HyperParamSpace
+from studentnas.distill.journal import TrialJournal
 from studentnas.engine.rundir import Run, config_differences
 
 DISTILL_DIR, SETTINGS, JOURNAL, RESULTS = "distill", "distill.json", "trials.jsonl", "results.json"
@@ -113,6 +114,7 @@ def prepare(run: Run, students: list[Candidate], space: HyperParamSpace, *, data
     if (folder / SETTINGS).is_file() and not resume:
         raise BadInputError(f"'{folder}' already holds a distillation; pass --resume to continue it, or remove "
                             f"'{folder}' to start again")
+    TrialJournal(folder / JOURNAL).read()  # a corrupt journal is refused before the teacher loads and Ray starts
     teacher = _load_teacher(run, teacher_checkpoint)
     input_size = tuple(int(v) for v in run.config["input_size"])
     full = data_mod.load_images(data, "train", limit=train_images, seed=seed)

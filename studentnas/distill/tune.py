@@ -17,7 +17,7 @@ running when the driver died starts again from scratch. This works whatever Ray 
 and whether or not ``Tuner.restore`` brings the searcher back.
 
 When a student's trials are all finished, the best one (highest validation top-1 among those that ran
-every epoch) is evaluated on the test split and exported with ``studentnas.engine.export.write_student`` to
+every epoch) is evaluated on the test split and exported with ``studentnas.runfiles.models.write_model`` to
 ``RUN/students/<id>.safetensors`` (baseline: ``<id>-ce.safetensors``) with a JSON sidecar: test
 accuracy, params, MACs, measured batch-1 latency, the best configuration. ``RUN/distill/results.json``
 collects every student, the teacher's test accuracy and the KD gain over the baseline.

@@ -25,12 +25,7 @@ from studentnas.core.errors import BadInputError
 from studentnas.core.space import space_from_config
 from studentnas.engine.evaluate import build_student
 from studentnas.engine.rundir import Run
-from studentnas.runfiles.models import MODEL_KINDS, load_model, load_weights, read_model_meta, write_model
-
-#: Older names of :func:`~studentnas.runfiles.models.read_model_meta` and
-#: :func:`~studentnas.runfiles.models.load_model` (``studentnas.load_student`` is public API).
-read_student_meta = read_model_meta
-load_student = load_model
+from studentnas.runfiles.models import MODEL_KINDS, load_weights, write_model
 
 
 def pick_candidate(run: Run, rank: int | None = None, arch_id: str | None = None) -> Candidate:

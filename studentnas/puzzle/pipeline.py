@@ -181,7 +181,8 @@ class PuzzleRun:
         solution, measured, rescored = self._rescore(lib, solution, measured, log[-1]["limits"], limits)
         greedy = baselines.greedy(lib, {k: v for k, v in log[-1]["limits"].items()}, metric=self.opts.metric)
         rng = np.random.default_rng(self.opts.seed)
-        randoms = baselines.random_feasible(lib, log[-1]["limits"], rng, n=self.opts.random_baselines)
+        randoms = (baselines.random_feasible(lib, log[-1]["limits"], rng, n=self.opts.random_baselines)
+                   if self.opts.random_baselines > 0 else [])  # --random-baselines 0: no random baseline
         return {"budget": self.budget.texts, "limits": limits, "metric": self.opts.metric, "mip": solution.to_dict(),
                 "measured": measured, "recheck_log": log, "solve_and_recheck_seconds": seconds,
                 "mip_optimum": optimum.to_dict(), "mip_candidates": rescored,
@@ -338,8 +339,8 @@ class PuzzleRun:
                           arch_id: str) -> tuple[Any, dict[str, Any] | None, dict[str, Any]]:
         """The MIP student after one fixed-recipe trial of ``studentnas distill`` on its run directory
         ``folder`` (:func:`.handoff.global_kd`); skipped, with the reason, for a randomly initialised teacher."""
-        from studentnas.engine.export import load_student
         from studentnas.puzzle.handoff import global_kd
+        from studentnas.runfiles.models import load_model
 
         assert self.samples is not None
         if self.spec.checkpoint is None:
@@ -350,7 +351,7 @@ class PuzzleRun:
         path, info = global_kd(folder, arch_id, str(self.opts.data), epochs=self.opts.gkd_epochs,
                                train_images=self.opts.bld_samples, test_images=self.opts.test_samples,
                                seed=self.opts.seed, ray_address=self.opts.ray_address, quiet=self.opts.quiet)
-        student = load_student(path)
+        student = load_model(path)
         quality = evaluate_model(student, self.teacher, self.samples.test, self.samples.test_labels, is_lm=False)
         return student, quality, info
 

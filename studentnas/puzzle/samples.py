@@ -114,10 +114,10 @@ def teacher_spec(name: str, checkpoint: str | Path | None, *, image_size: int | 
     check_teacher_name(name)
     meta: dict[str, Any] = {}
     if checkpoint is not None:
-        from studentnas.engine.export import read_student_meta
+        from studentnas.runfiles.models import read_model_meta
 
         try:
-            meta = read_student_meta(checkpoint)
+            meta = read_model_meta(checkpoint)
         except (BadInputError, OSError, ValueError, KeyError):
             meta = {}
     size = image_size or (meta.get("image_size") or [None])[0] or 224

@@ -28,7 +28,10 @@ import numpy as np
 from scipy import stats
 
 from studentnas.bench.correlation import kendall
+from studentnas.core.errors import BadInputError
+from studentnas.runfiles.atomic import write_json_atomic
 from studentnas.runfiles.journal import Journal
+from studentnas.runfiles.paths import check_writable_dir
 
 JOURNAL = "journal.jsonl"
 TARGET_MACS_SHARE, TARGET_POINTS = 0.25, 1.0  # issue 5: under 25 % of the teacher's MACs, within 1 point of it
@@ -114,3 +117,33 @@ def training_journal(folder: str | Path) -> Journal[dict[str, Any]]:
 def append_training(journal: Journal[dict[str, Any]], row: Mapping[str, Any]) -> None:
     """Append one finished (or failed) training to ``journal``, JSON-safe, flushed and fsynced."""
     journal.append(json_ready(row))
+
+
+class StudyFolder:
+    """A study's ``--out`` folder: a state file (:attr:`STATE`, rewritten atomically) and the training journal.
+
+    Subclasses name the state file and read or create :attr:`state` in their ``__init__`` after calling
+    this one, which refuses a file or an unwritable place as ``--out`` before anything is written.
+    """
+
+    STATE = "state.json"
+
+    def __init__(self, out: str | Path, example: str):
+        self.path = Path(out)
+        if self.path.exists() and not self.path.is_dir():
+            raise BadInputError(f"--out '{out}' is a file; give a folder, e.g. --out {example}")
+        check_writable_dir(self.path, "--out", example=example)
+        self.trainings = training_journal(self.path)
+        self.state: dict[str, Any] = {}
+
+    def save(self) -> None:
+        """Rewrite the state file from :attr:`state` (atomically)."""
+        write_json_atomic(self.path / self.STATE, json_ready(self.state))
+
+    def journal(self) -> list[dict[str, Any]]:
+        """Finished trainings in order; a torn last line (killed mid-write) is ignored."""
+        return self.trainings.read()
+
+    def append(self, row: Mapping[str, Any]) -> None:
+        """Record one finished (or failed) training."""
+        append_training(self.trainings, row)

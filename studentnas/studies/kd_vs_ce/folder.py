@@ -22,21 +22,19 @@ from pathlib import Path
 from typing import Any
 
 from studentnas.core.errors import BadInputError
-from studentnas.runfiles.atomic import write_json_atomic
-from studentnas.studies.common import append_training, json_ready, training_journal
+from studentnas.studies.common import StudyFolder
 
 FORMAT = 1
 CONFIG = "config.json"
 
 
-class Folder:
+class Folder(StudyFolder):
     """``config.json`` (what every training shares; checked on rerun) and the journal of trainings."""
 
+    STATE = CONFIG
+
     def __init__(self, out: str | Path, identity: Mapping[str, Any]):
-        self.path = Path(out)
-        if self.path.exists() and not self.path.is_dir():
-            raise BadInputError(f"--out '{out}' is a file; give a folder, e.g. --out runs/kd_vs_ce")
-        self.trainings = training_journal(self.path)
+        super().__init__(out, example="runs/kd_vs_ce")
         file = self.path / CONFIG
         if file.is_file():
             self.state = json.loads(file.read_text())
@@ -49,15 +47,3 @@ class Folder:
         else:
             self.state = {"format": FORMAT, "identity": dict(identity), "sessions": []}
             self.save()
-
-    def save(self) -> None:
-        """Rewrite ``config.json`` from :attr:`state` (atomically)."""
-        write_json_atomic(self.path / CONFIG, json_ready(self.state))
-
-    def journal(self) -> list[dict[str, Any]]:
-        """Finished trainings in order; a torn last line (killed mid-write) is ignored."""
-        return self.trainings.read()
-
-    def append(self, row: Mapping[str, Any]) -> None:
-        """Record one finished (or failed) training."""
-        append_training(self.trainings, row)

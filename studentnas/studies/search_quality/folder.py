@@ -20,31 +20,25 @@ Example:
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
 
 from studentnas.core.errors import BadInputError
-from studentnas.runfiles.atomic import write_json_atomic
-from studentnas.runfiles.paths import check_writable_dir
-from studentnas.studies.common import append_training, json_ready, training_journal
+from studentnas.studies.common import StudyFolder
 from studentnas.studies.settings import IDENTITY_SKIP, Settings
 
 FORMAT = 1
 STUDY = "study.json"
 
 
-class Study:
+class Study(StudyFolder):
     """The study folder: ``study.json`` (state, rewritten atomically) and the training journal."""
 
+    STATE = STUDY
+
     def __init__(self, out: str | Path, settings: Settings):
-        self.path = Path(out)
+        super().__init__(out, example="runs/search_quality")
         self.settings = settings
-        if self.path.exists() and not self.path.is_dir():
-            raise BadInputError(f"--out '{out}' is a file; give a folder, e.g. --out runs/search_quality")
-        check_writable_dir(self.path, "--out", example="runs/search_quality")
-        self.trainings = training_journal(self.path)
         file = self.path / STUDY
         if file.is_file():
             self.state = json.loads(file.read_text())
@@ -60,15 +54,3 @@ class Study:
                 raise BadInputError(f"--out '{out}' exists and holds no study; pass an empty or new folder")
             self.state = {"format": FORMAT, "settings": asdict(settings), "sessions": []}
             self.save()
-
-    def save(self) -> None:
-        """Rewrite ``study.json`` from :attr:`state` (atomically)."""
-        write_json_atomic(self.path / STUDY, json_ready(self.state))
-
-    def journal(self) -> list[dict[str, Any]]:
-        """Finished trainings in order; a torn last line (killed mid-write) is ignored."""
-        return self.trainings.read()
-
-    def append(self, row: Mapping[str, Any]) -> None:
-        """Record one finished (or failed) training."""
-        append_training(self.trainings, row)
