@@ -1,5 +1,7 @@
 """Validation against ground truth: proxy benchmarks on NAS-Bench-201 (``studentnas bench proxies``).
 
+May import: ``core``, ``runfiles``, ``data``, ``engine`` and lower layers (not ``puzzle``, ``studies`` or ``cli``).
+
 * :mod:`~studentnas.bench.ground_truth`: NB201 accuracies from a NATS-Bench CSV or ``analog-nasbench``;
 * :mod:`~studentnas.bench.published`: NASLib's published zero-cost proxy values;
 * :mod:`~studentnas.bench.correlation`: Spearman, Kendall, top-k hit rate, regret, rank combinations;

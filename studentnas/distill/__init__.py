@@ -1,5 +1,7 @@
 """Distillation: the KD losses, the training loop, teacher training and the Ray Tune driver.
 
+May import: ``core``, ``runfiles``, ``scoring``, ``hardware``, ``data``, ``engine`` (run directories, the Ray helpers).
+
 * :mod:`studentnas.distill.losses`: the registered losses and ``compose_losses`` (``studentnas list losses``);
 * :mod:`studentnas.distill.trainer`: :func:`train`, the one loop used in and out of Ray, fed by
   :class:`Batches` and the teacher-logit cache (:mod:`studentnas.distill.teacher_cache`);

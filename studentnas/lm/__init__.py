@@ -1,5 +1,7 @@
 """A small decoder-only language model over bytes, a real text corpus and LM training (``studentnas lm``).
 
+May import: ``core``, ``runfiles``, ``data`` (independent of ``distill``; layered with it, above ``engine``).
+
 Example:
     >>> from studentnas.lm import create_lm, is_lm
     >>> is_lm("gpt_tiny"), create_lm("gpt_tiny").config.dim

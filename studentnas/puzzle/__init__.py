@@ -1,5 +1,7 @@
 """Puzzle: blockwise local distillation (BLD) of a replacement library, and a MIP that assembles the student.
 
+May import: everything below it (``distill``, ``lm``, ``engine``, ...), not ``bench``, ``studies`` or ``cli``.
+
 Stages, each resumable from the run directory (``RUN/puzzle/``):
 
 1. :mod:`~studentnas.puzzle.decompose` cuts the teacher into prefix, parent layers and suffix, and a

@@ -1,5 +1,6 @@
 """Contract test suites shipped with the package. Every registered space, proxy and searcher passes
 them automatically in our tests; third-party plugins can call them from their own tests.
+May import: ``core``, ``hardware``, ``searchers`` (never a plugin by name).
 
 Example:
     >>> from studentnas import get_space
