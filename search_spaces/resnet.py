@@ -246,7 +246,8 @@ class ResNetSpace(GeneSpace):
     # --- teacher-derived spaces ---------------------------------------------------------------
     @classmethod
     def matches_teacher(cls, teacher: nn.Module) -> bool:
-        return isinstance(teacher, ResNet) and isinstance(teacher.layer1[0], (BasicBlock, Bottleneck))
+        return (isinstance(teacher, ResNet) and isinstance(teacher.layer1[0], (BasicBlock, Bottleneck))
+                and len(getattr(teacher, "layer4", ())) > 0)  # 4 stages: not a 3-stage cifar_resnet
 
     @classmethod
     def for_teacher(cls, teacher: nn.Module) -> ResNetSpace:

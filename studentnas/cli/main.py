@@ -68,6 +68,7 @@ def _run_list(args: argparse.Namespace) -> int:
     if args.what == "teachers":
         import timm
 
+        SPACES.load()  # space plugins register timm models too (cifar_resnet20 ...)
         names = timm.list_models(args.filter or "")
     else:
         from studentnas.distill import LOSSES

@@ -107,6 +107,12 @@ class Registry(Generic[T]):
 
         return deco
 
+    def load(self) -> None:
+        """Import this registry's plugins now (idempotent). Plugins may register more than their entry, e.g.
+        the ``cifar_resnet`` space registers its classic members as timm models; code that resolves such
+        names (the teacher loader) calls ``SPACES.load()`` first."""
+        self._load_plugins()
+
     def _load_plugins(self) -> None:
         if self._loaded:
             return

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from studentnas.core.errors import BadInputError
-from studentnas.core.registry import suggest
+from studentnas.core.registry import SPACES, suggest
 
 
 @dataclass
@@ -36,7 +36,10 @@ class Teacher:
 
 
 def check_teacher_name(name: str) -> None:
-    """Raise ``BadInputError`` with close timm names when ``name`` is not a timm model."""
+    """Raise ``BadInputError`` with close timm names when ``name`` is not a timm model.
+
+    The search-space plugins are loaded first: some register timm models (``cifar_resnet56``)."""
+    SPACES.load()
     if not timm.is_model(name):
         raise BadInputError(f"unknown teacher '{name}': not a timm model.{suggest(name, timm.list_models(), n=4)} "
                             "See `studentnas list teachers` or timm.list_models()")
@@ -107,7 +110,7 @@ def load_teacher(name: str, checkpoint: str | Path | None = None, pretrained: bo
     try:
         model = timm.create_model(name, pretrained=pretrained, **kwargs)
     except Exception as err:  # noqa: BLE001 - hub/network failures come in many types
-        if not pretrained:
+        if not pretrained or isinstance(err, BadInputError):  # e.g. a model with no published weights
             raise
         raise BadInputError(f"could not fetch pretrained weights for '{name}' ({type(err).__name__}); the model hub "
                             "is unreachable from here: pass --teacher-checkpoint PATH instead") from None
