@@ -49,6 +49,7 @@ from studentnas.bench.bench_data import DEFAULT_DATA, load_bench_batch
 from studentnas.bench.correlation import TOP_FRACTION, combine_ranks, parse_combination
 from studentnas.bench.ensemble import fit_rank_weights
 from studentnas.bench.journal import Journal, journal_path, json_safe
+from studentnas.bench.kd_truth import ArchTable, ids_of, is_kd_ground_truth, load_kd_ground_truth
 from studentnas.bench.proxy_suite import proxy_fingerprint, resolve_proxies, score_cell, teacher_proxies
 from studentnas.bench.published import load_published, published_name
 from studentnas.bench.summary import cell_split, compare_summary, split_summaries
@@ -131,7 +132,7 @@ def bench_proxies(
     teacher_checkpoint: str | Path | None = None,
     fresh: bool = False,
     quiet: bool = False,
-    space: str = "nb201",
+    space: str | None = None,
     log: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     """Run the benchmark, write ``out`` (JSON) and return its content (see the module docstring).
@@ -144,14 +145,27 @@ def bench_proxies(
     cells only (:mod:`~studentnas.bench.ensemble`) and reported on the report cells.
     ``teacher`` (a timm name; random init seeded by ``seed`` unless ``teacher_checkpoint``) makes the
     teacher-student proxies (DisWOT, KD-aware) available; its head gets the dataset's class count.
+    ``ground_truth`` may also be a ``studentnas bench kd`` file (:mod:`~studentnas.bench.kd_truth`), of any
+    space: its students (all of them unless ``samples``) are ranked against their mean KD top-1, at the
+    file's image size and class count; ``space`` (default: the file's) must then be the file's space.
     """
     t_start = time.perf_counter()
     say = log or sayer(quiet)
     # --- 1. validation, before anything heavy --------------------------------------------------------
-    if space != "nb201":
-        raise BadInputError(f"--space {space!r}: `bench proxies` supports only nb201, the space with published "
-                            "ground truth (NAS-Bench-201); use --space nb201")
-    space_obj = SPACES.get(space)()
+    kd = None
+    if ground_truth is not None and compare_published is None and is_kd_ground_truth(ground_truth):
+        kd = load_kd_ground_truth(ground_truth)
+        if space not in (None, kd.space.name):
+            raise BadInputError(f"--space {space!r}: the ground-truth file '{ground_truth}' holds {kd.space.name} "
+                                f"students; drop --space or pass --space {kd.space.name}")
+        space_obj: Any = ArchTable(kd.space, kd.archs)
+    else:
+        space = space or "nb201"
+        if space != "nb201":
+            raise BadInputError(f"--space {space!r}: `bench proxies` supports only nb201, the space with published "
+                                "ground truth (NAS-Bench-201), or the space of a `studentnas bench kd` file; use "
+                                "--space nb201 or --ground-truth kd_ground_truth.json")
+        space_obj = SPACES.get(space)()
     gt.check_dataset(dataset)
     if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
         raise BadInputError(f"--threads must be a positive integer, got {threads!r}")
@@ -178,15 +192,21 @@ def bench_proxies(
         raise BadInputError("pass --ground-truth PATH (a NATS-Bench CSV, e.g. ../shared/reference/nb201/"
                             "nats_bench.csv) or --ground-truth analog-nasbench, or use --compare-published PATH")
     # --- 2. ground truth, cells, data --------------------------------------------------------------
-    truth, truth_source = gt.load_ground_truth(ground_truth, dataset) if ground_truth is not None else ({}, None)
+    if kd is not None:
+        truth, truth_source = dict(kd.kd), kd.source
+    else:
+        truth, truth_source = gt.load_ground_truth(ground_truth, dataset) if ground_truth is not None else ({}, None)
     published = {}
-    if compare_published is not None:
+    if kd is not None:
+        cells = _sample(ids_of(kd), samples, seed, f"the ground truth ({truth_source})")
+    elif compare_published is not None:
         published = {c.arch: c for c in load_published(compare_published, dataset)}
         cells = _sample(sorted(published), samples, seed, f"'{compare_published}' [{dataset}]")
     else:
         cells = _sample(sorted(truth), DEFAULT_SAMPLES if samples is None else samples, seed,
                         f"the ground truth ({truth_source})")
-    input_size, num_classes = gt.INPUT_SIZE[dataset], gt.NUM_CLASSES[dataset]
+    input_size, num_classes = (kd.input_size, kd.num_classes) if kd else (gt.INPUT_SIZE[dataset],
+                                                                          gt.NUM_CLASSES[dataset])
     batch = load_bench_batch(data, batch_size, input_size, seed, num_classes)
     teach = None
     if teacher is not None:
@@ -217,7 +237,8 @@ def bench_proxies(
         resumed = len(cells) - len(todo)
         if resumed:
             say(f"resuming from {journal.path}: {resumed} of {len(cells)} cells already scored")
-        say(f"scoring {len(todo)} NB201 cells ({dataset}, {'x'.join(map(str, input_size))}) with "
+        what = f"{kd.space.name} students (KD ground truth" if kd else f"NB201 cells ({dataset}"
+        say(f"scoring {len(todo)} {what}, {'x'.join(map(str, input_size))}) with "
             f"{', '.join(names)}; {threads} threads; data: {batch.info['source']}")
         with Progress(total=len(cells), desc="bench proxies", quiet=quiet, initial=resumed) as bar:
             for i, arch in enumerate(todo, start=1):

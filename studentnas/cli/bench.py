@@ -17,6 +17,7 @@ Validate proxies and searchers against NAS-Bench-201 ground truth (no training a
   studentnas bench proxies ...   rank agreement of proxies with NAS-Bench-201 accuracies
   studentnas bench search ...    accuracy of the cells a proxy-driven search picks (random search as baseline)
   studentnas bench study ...     studies with real distillations: search quality, KD vs CE only (these train)
+  studentnas bench kd ...        build a KD ground truth: distil students of a MACs band from a trained teacher
 """
 
 BENCH_PROXIES_HELP = """\
@@ -73,10 +74,12 @@ def add_bench(sub: argparse._SubParsersAction, parser_class: type[argparse.Argum
     kinds = p.add_subparsers(dest="bench_command", required=True, metavar="BENCHMARK", parser_class=parser_class)
     q = kinds.add_parser("proxies", help="rank correlation of proxies with NAS-Bench-201 accuracy",
                          description=BENCH_PROXIES_HELP, formatter_class=FORMATTER)
-    q.add_argument("--space", default="nb201", help="search space; only nb201 has ground truth (default: nb201)")
+    q.add_argument("--space", help="search space: nb201 for NAS-Bench-201 ground truth (default), or the space "
+                   "a `bench kd` file names (default: that space)")
     q.add_argument("--ground-truth", metavar="PATH|analog-nasbench",
-                   help="NATS-Bench CSV (e.g. ../shared/reference/nb201/nats_bench.csv) or analog-nasbench "
-                        "(CIFAR-10 only; pip install 'studentnas[nasbench]')")
+                   help="NATS-Bench CSV (e.g. ../shared/reference/nb201/nats_bench.csv), analog-nasbench "
+                        "(CIFAR-10 only; pip install 'studentnas[nasbench]'), or a kd_ground_truth.json/.csv "
+                        "written by `studentnas bench kd` (any space; ranked against mean KD top-1)")
     q.add_argument("--dataset", default="cifar10", choices=["cifar10", "cifar100", "ImageNet16-120"],
                    help="whose accuracy and class count (default: cifar10)")
     q.add_argument("--samples", type=int, metavar="N",
@@ -114,6 +117,7 @@ def add_bench(sub: argparse._SubParsersAction, parser_class: type[argparse.Argum
     q.add_argument("--quiet", action="store_true", help="no progress output")
     _add_bench_search(kinds)
     add_study(kinds, parser_class)
+    _add_bench_kd(kinds)
 
 
 BENCH_SEARCH_HELP = """\
@@ -167,6 +171,8 @@ def _add_bench_search(kinds: argparse._SubParsersAction) -> None:
 def run_bench(args: argparse.Namespace) -> int:
     if args.bench_command == "study":
         return run_study(args)
+    if args.bench_command == "kd":
+        return _run_bench_kd(args)
     from pathlib import Path
 
     from studentnas.bench.proxy_bench import bench_proxies
@@ -194,4 +200,90 @@ def run_bench(args: argparse.Namespace) -> int:
                            fresh=args.fresh, quiet=args.quiet, space=args.space)
     print(format_table(result))
     print(f"wrote {args.out}")
+    return 0
+
+
+BENCH_KD_HELP = """\
+Build a KD ground truth: which students of a space distil best from a trained teacher, measured.
+
+Draws --students N archs of the space (default: the one derived from the teacher, as `studentnas
+search` does) spread evenly in MACs over --band LO:HI of the teacher's MACs (the band cut into N bins,
+one arch per bin, seeded by --seed), adds every --student, and distils each from the teacher with
+one fixed recipe (--epochs, --lr, --temperature, --kd-weight, --ce-weight, --batch-size on
+--train-images images), once per seed of --seeds; --ce-only N also trains N of them (spread over
+MACs) with cross-entropy only, so the KD gain shows. Each student is scored by test top-1 on
+--test-images images (default: the whole test split), and so is the teacher.
+
+Writes to --out: kd_ground_truth.json and kd_ground_truth.csv (arch JSON, id, space, MACs, params,
+KD top-1 per seed and mean, CE-only top-1 where trained, the recipe, the teacher's top-1,
+provenance), journal.jsonl (one line per finished training) and config.json (the run's identity).
+Give either file to `studentnas bench proxies --ground-truth FILE` to rank proxies against it.
+
+Trainings run in parallel as Ray tasks of one CPU each: a local Ray with --workers N CPUs (default:
+all), or an existing cluster with --ray-address (the --out folder and the teacher checkpoint must
+then be on a file system every node sees); --workers 1 trains here, one after the other.
+
+How long: one training costs about what `studentnas distill` does for the same student and recipe;
+students x seeds (+ CE-only x seeds) trainings in all, spread over the workers. A killed run loses at
+most the epochs in flight: rerun the same command with --resume and only the missing (student,
+seed, mode) trainings run, each from its last epoch checkpoint. --resume refuses a folder built
+from another teacher or recipe.
+
+examples:
+  studentnas teacher train resnet18 --data fashion-mnist --epochs 3 --image-size 32 --out teacher.safetensors
+  studentnas bench kd --teacher resnet18 --teacher-checkpoint teacher.safetensors --band 10%:40% \\
+      --students 40 --seeds 0,1 --ce-only 12 --epochs 6 --out runs/kd-truth
+  studentnas bench kd ... --out runs/kd-truth --resume                  # after a crash or a kill
+  studentnas bench proxies --ground-truth runs/kd-truth/kd_ground_truth.json --teacher resnet18 \\
+      --teacher-checkpoint teacher.safetensors --json kd_proxies.json
+"""
+
+
+def _add_bench_kd(kinds: argparse._SubParsersAction) -> None:
+    q = kinds.add_parser("kd", help="build a KD ground truth (distil students of a MACs band; this trains)",
+                         description=BENCH_KD_HELP, formatter_class=FORMATTER)
+    q.add_argument("--teacher", required=True, metavar="NAME", help="the teacher's timm name, e.g. resnet18")
+    q.add_argument("--teacher-checkpoint", required=True, metavar="PATH",
+                   help="the trained teacher's weights (.safetensors/.pth), e.g. from `studentnas teacher train`")
+    q.add_argument("--space", help="search space of the students (default: derived from the teacher)")
+    q.add_argument("--band", default="10%:40%", metavar="LO:HI",
+                   help="MACs band as shares of the teacher's MACs (default: 10%%:40%%)")
+    q.add_argument("--students", type=int, default=8, metavar="N", help="students drawn in the band (default: 8)")
+    q.add_argument("--student", action="append", default=[], metavar="ID_OR_ARCH_JSON",
+                   help="a named extra student: its arch JSON or the space's text form (repeatable)")
+    q.add_argument("--seeds", default="0,1", metavar="LIST", help="training seeds, comma-separated (default: 0,1)")
+    q.add_argument("--ce-only", type=int, default=0, metavar="N",
+                   help="also train N of the students with CE only (default: 0)")
+    q.add_argument("--epochs", type=int, default=6, help="epochs per training (default: 6)")
+    q.add_argument("--lr", type=float, default=0.05, help="SGD learning rate (default: 0.05)")
+    q.add_argument("--temperature", type=float, default=4.0, help="KD temperature (default: 4)")
+    q.add_argument("--kd-weight", type=float, default=0.9, help="weight of the KD term (default: 0.9)")
+    q.add_argument("--ce-weight", type=float, default=0.1, help="weight of the CE term with KD (default: 0.1)")
+    q.add_argument("--batch-size", type=int, default=64, help="training batch size (default: 64)")
+    q.add_argument("--train-images", type=int, default=8000, help="training images, stratified (default: 8000)")
+    q.add_argument("--test-images", type=int, help="test images (default: the whole test split)")
+    q.add_argument("--data", default="fashion-mnist", help="dataset (default: fashion-mnist)")
+    q.add_argument("--image-size", type=int, default=32, help="input size in px, students and teacher (default: 32)")
+    q.add_argument("--seed", type=int, default=0, help="seed of the student sample and the data subsets (default: 0)")
+    q.add_argument("--out", required=True, metavar="DIR", help="output folder")
+    q.add_argument("--resume", action="store_true", help="continue the run in --out (same teacher and recipe)")
+    q.add_argument("--ray-address", metavar="ADDR", help="an existing Ray cluster: auto, HOST:PORT or ray://HOST:PORT "
+                   "(default: a local Ray)")
+    q.add_argument("--workers", type=int, metavar="N",
+                   help="parallel trainings (default: every CPU of the local Ray; 1: here, no Ray)")
+    q.add_argument("--quiet", action="store_true", help="no progress output")
+
+
+def _run_bench_kd(args: argparse.Namespace) -> int:
+    from studentnas.studies.kd_builder import bench_kd
+
+    doc = bench_kd(teacher=args.teacher, teacher_checkpoint=args.teacher_checkpoint, out=args.out, space=args.space,
+                   band=args.band, students=args.students, named=args.student, seeds=args.seeds,
+                   ce_only=args.ce_only, epochs=args.epochs, lr=args.lr, temperature=args.temperature,
+                   kd_weight=args.kd_weight, ce_weight=args.ce_weight, batch_size=args.batch_size,
+                   train_images=args.train_images, test_images=args.test_images, data=args.data,
+                   image_size=args.image_size, seed=args.seed, resume=args.resume, ray_address=args.ray_address,
+                   workers=args.workers, quiet=args.quiet)
+    print(f"{len(doc['students'])} students, teacher top-1 {doc['teacher']['test_top1']:.2f}: "
+          f"wrote {args.out}/kd_ground_truth.json and .csv")
     return 0
