@@ -266,3 +266,14 @@ def test_train_teacher_checks_its_output_before_any_work(tmp_path: Path) -> None
     blocker.write_text("x")  # a file where the output's folder should be: nothing can be created under it
     with pytest.raises(BadInputError, match=r"--out '.*file/t.safetensors' cannot be created"):
         train_teacher("resnet18", "fashion-mnist", epochs=1, out=blocker / "t.safetensors", quiet=True)
+
+
+def test_teacher_checkpoint_is_recorded_as_an_absolute_path(tmp_path: Path, monkeypatch) -> None:
+    # run.json and Puzzle's hand-off record it, and Ray trials (distill, global KD) run in another folder:
+    # a relative path given on the command line failed there with "checkpoint does not exist"
+    net = timm.create_model("resnet18", num_classes=10)
+    torch.save(net.state_dict(), tmp_path / "t.pth")
+    monkeypatch.chdir(tmp_path)
+    teacher = load_teacher("resnet18", "t.pth")
+    assert teacher.checkpoint == str(tmp_path.resolve() / "t.pth")
+

@@ -133,6 +133,7 @@ def load_teacher(name: str, checkpoint: str | Path | None = None, pretrained: bo
         std=tuple(float(v) for v in data_cfg["std"]),
         num_classes=int(getattr(model, "num_classes", kwargs.get("num_classes", 1000))),
         trained=bool(pretrained or checkpoint is not None),
-        checkpoint=str(checkpoint) if checkpoint is not None else None,
+        # absolute: run files record it, and Ray workers (distill, Puzzle's global KD) run in other folders
+        checkpoint=str(Path(checkpoint).resolve()) if checkpoint is not None else None,
         checkpoint_sha256=_sha256(Path(checkpoint)) if checkpoint is not None else None,
     )
