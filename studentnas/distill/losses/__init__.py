@@ -1,5 +1,7 @@
 """Distillation losses for the final training stage, the ``LOSSES`` registry and :func:`compose_losses`.
 
+May import: ``core``, ``scoring`` (the similarities the proxies use too) and ``distill.connectors``.
+
 Every loss is a :class:`torch.nn.Module` (a :class:`DistillLoss`) registered in :data:`LOSSES` (``studentnas
 list losses``), which declares what it consumes in ``inputs`` (see :mod:`.base` for the contract with the
 trainer and :class:`ModelOutputs`). One module per family:
