@@ -1,6 +1,6 @@
 """`studentnas bench kd` end to end: a tiny KD ground truth built from a real resnet18 teacher trained for one
 epoch on Fashion-MNIST (16 px, a few hundred images), its CSV/JSON, a SIGKILL mid-run and --resume, the
-two-node loopback Ray cluster, `bench proxies --ground-truth` on the file, and bad input."""
+default local Ray, the two-node loopback Ray cluster, `bench proxies --ground-truth` on the file, bad input."""
 
 from __future__ import annotations
 
@@ -121,6 +121,16 @@ def test_sigkill_then_resume_loses_and_redoes_nothing(teacher: Path, built: Path
     doc = json.loads((out / "kd_ground_truth.json").read_text())
     assert doc["trained_now"] == TRAININGS - len(before)
     assert accuracies(out) == accuracies(built), "same students, same numbers as the run that was not killed"
+
+
+def test_default_local_ray_gives_the_same_numbers(cli, teacher: Path, built: Path, tmp_path: Path) -> None:
+    out = tmp_path / "local-ray"
+    done = cli(*kd_args(teacher, out), isolated=True)  # no --workers: a local Ray, one task per training
+    assert done.returncode == 0, done.stderr
+    assert json.loads((out / "kd_ground_truth.json").read_text())["parallel"] == {"ray_address": None, "workers": None}
+    assert len({r["pid"] for r in journal(out)}) >= 2, "Ray workers trained, not the driver alone"
+    assert sum(keys(out).values()) == TRAININGS and set(keys(out).values()) == {1}
+    assert accuracies(out) == accuracies(built), "bit-identical to the in-process run"
 
 
 @pytest.mark.slow

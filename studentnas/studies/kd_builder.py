@@ -20,6 +20,7 @@ Example:
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import time
 from collections.abc import Callable, Sequence
@@ -154,6 +155,9 @@ def bench_kd(*, teacher: str, teacher_checkpoint: str | None, out: str | Path, s
     check_teacher_checkpoint(teacher_checkpoint)
     folder = check_writable_dir(Path(out).expanduser(), "--out", example="runs/kd-truth")
     check_parallel(workers, ray_address)
+    if workers != 1 and importlib.util.find_spec("ray") is None:
+        raise BadInputError("`bench kd` trains on Ray by default, which is not installed; pip install ray, or pass "
+                            "--workers 1 to train in this process")
     s = Settings(teacher=teacher, teacher_checkpoint=str(teacher_checkpoint), data=data, image_size=image_size,
                  space=space or "auto", seeds=len(seed_list), epochs=epochs, train_images=train_images,
                  test_images=test_images, batch_size=batch_size, lr=lr, temperature=temperature,
@@ -204,7 +208,7 @@ def bench_kd(*, teacher: str, teacher_checkpoint: str | None, out: str | Path, s
             journal.append(json_ready(row))
             bar.update(1, **({"top1": row["test_top1"]} if row["status"] == "ok" else {"failed": row["student"]}))
 
-        if ray_address is None and (workers or 1) == 1:
+        if ray_address is None and workers == 1:
             run_jobs(jobs, None, record)
         else:
             _run_on_ray(jobs, ray_address, workers, record)
