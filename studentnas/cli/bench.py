@@ -230,7 +230,7 @@ seed, mode) trainings run, each from its last epoch checkpoint. --resume refuses
 from another teacher or recipe.
 
 examples:
-  studentnas teacher train resnet18 --data fashion-mnist --epochs 3 --image-size 32 --out teacher.safetensors
+  studentnas teacher train --model resnet18 --data fashion-mnist --epochs 3 --image-size 32 --out teacher.safetensors
   studentnas bench kd --teacher resnet18 --teacher-checkpoint teacher.safetensors --band 10%:40% \\
       --students 40 --seeds 0,1 --ce-only 12 --epochs 6 --out runs/kd-truth
   studentnas bench kd ... --out runs/kd-truth --resume                  # after a crash or a kill
