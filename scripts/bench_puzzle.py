@@ -36,6 +36,7 @@ import studentnas  # noqa: F401
 import torch
 from torch import nn
 
+from studentnas.hardware.capacity import machine_parallel_capacity
 from studentnas.puzzle.bld import BLDConfig, BLDJob, run_bld
 from studentnas.puzzle.library import Library
 from studentnas.puzzle.options import PuzzleOptions
@@ -91,30 +92,10 @@ def _lm_from_scratch(run: PuzzleRun, ids: list[str], lib: Library, tokens: int, 
     return {**info, **quality}
 
 
-_MATMUL = ("import time, torch\ntorch.set_num_threads(1)\na = torch.randn(512, 512)\nt = time.perf_counter()\n"
-           "for _ in range(300):\n    a @ a\nprint(time.perf_counter() - t)")
-
-
-def machine_parallel_capacity() -> dict[str, float]:
-    """How much faster 2 single-threaded processes get through 2 units of matmul work than 1 process: the
-    ceiling for any 2-worker speed-up on this machine (2.0 on two real cores)."""
-    import subprocess
-
-    def run(n: int) -> float:
-        start = time.perf_counter()
-        procs = [subprocess.Popen([sys.executable, "-c", _MATMUL], stdout=subprocess.PIPE) for _ in range(n)]
-        for proc in procs:
-            proc.wait()
-        return time.perf_counter() - start
-
-    one, two = run(1), run(2)
-    return {"one_process_s": one, "two_processes_s": two, "capacity": 2 * one / two}
-
-
 def _speedup(run: PuzzleRun, lib: Library, n: int, folder: Path) -> dict[str, Any]:
     """Wall time of the BLD of ``n`` trainable entries with 1 and with 2 workers (same activations)."""
     entries = [e for e in lib.entries if not e.replacement.is_teacher and e.costs.get("params", 0) > 0][:n]
-    out: dict[str, Any] = {"replacements": len(entries), "machine": machine_parallel_capacity()}
+    out: dict[str, Any] = {"replacements": len(entries), "machine": machine_parallel_capacity(2)}
     for workers in (1, 2):
         root = folder / f"w{workers}"
         shutil.rmtree(root, ignore_errors=True)
