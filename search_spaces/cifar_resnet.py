@@ -244,11 +244,6 @@ class CifarResNetSpace(GeneSpace):
         """The arch with the fewest MACs (at the default input size)."""
         return min(self.minimal_archs(), key=lambda a: self.cost(a).macs)
 
-    def min_cost(self, input_size: tuple[int, int, int] | None = None, num_classes: int = 1000) -> Cost:
-        """Per-metric minimum over the space (the fewest MACs and the fewest params may be different archs)."""
-        costs = [self.cost(a, input_size, num_classes) for a in self.minimal_archs()]
-        return Cost(macs=min(c.macs for c in costs), params=min(c.params for c in costs))
-
     # --- teacher-derived spaces ---------------------------------------------------------------
     @classmethod
     def matches_teacher(cls, teacher: nn.Module) -> bool:

@@ -76,9 +76,10 @@ class SearchSpace(ABC):
         """The architecture with the fewest MACs in this space."""
 
     def min_cost(self, input_size: tuple[int, int, int] | None = None, num_classes: int = 1000) -> Cost:
-        """The lowest value of each cost metric over the space (default: the cost of ``smallest()``;
-        spaces where the fewest MACs and the fewest params are different archs override this)."""
-        return self.cost(self.smallest(), input_size, num_classes)
+        """The lowest value of each cost metric over the space: the per-metric minimum over
+        :meth:`minimal_archs` (the fewest MACs and the fewest params may be different archs)."""
+        costs = [self.cost(a, input_size, num_classes) for a in self.minimal_archs()]
+        return Cost(macs=min(c.macs for c in costs), params=min(c.params for c in costs))
 
     def minimal_archs(self) -> list[Arch]:
         """Archs that together bound the space from below: every arch costs at least as much as one of
