@@ -39,6 +39,7 @@ from studentnas.core.cost import Cost
 from studentnas.core.errors import BadInputError
 from studentnas.core.registry import SPACES
 from studentnas.core.space import Gene, GeneSpace
+from studentnas.hardware.counting import ConvTally
 from studentnas.hardware.latency_table import Layer, chain
 
 BASE_CHANNELS = (16, 32, 64)
@@ -59,11 +60,6 @@ NAMED: dict[str, dict[str, Any]] = {
 def _channels(base: int, mult: float) -> int:
     """``base * mult`` rounded to an even number (at least 2): timm's stem needs an even stem width."""
     return max(2, 2 * int(round(base * mult / 2)))
-
-
-def _conv_out(size: int, stride: int) -> int:
-    """Spatial size after a 3x3 (padding 1) or 1x1 (padding 0) conv of this stride."""
-    return (size - 1) // stride + 1
 
 
 def cifar_resnet(block: str, depths: tuple[int, ...], planes: tuple[int, ...], stem_width: int,
@@ -96,35 +92,10 @@ def cifar_resnet(block: str, depths: tuple[int, ...], planes: tuple[int, ...], s
 def _analytic_cost(block: str, depths: tuple[int, ...], planes: tuple[int, ...], stem: int, in_chans: int,
                    height: int, width: int, num_classes: int) -> tuple[int, int]:
     """(MACs, params) of :func:`cifar_resnet` with these settings, layer by layer."""
-    macs = params = 0
-
-    def conv(cin: int, cout: int, k: int, h: int, w: int) -> None:
-        nonlocal macs, params
-        weights = cout * cin * k * k
-        params += weights + 2 * cout  # conv weight + BatchNorm weight and bias
-        macs += weights * h * w
-
-    h, w = height, width
-    conv(in_chans, stem, 3, h, w)
-    inplanes, expansion = stem, (4 if block == "bottleneck" else 1)
-    for stage, (p, depth) in enumerate(zip(planes, depths)):
-        out = p * expansion
-        for i in range(depth):
-            s = 2 if stage and i == 0 else 1
-            ho, wo = _conv_out(h, s), _conv_out(w, s)
-            if i == 0 and (s != 1 or inplanes != out):
-                conv(inplanes, out, 1, ho, wo)
-            if block == "bottleneck":
-                conv(inplanes, p, 1, h, w)
-                conv(p, p, 3, ho, wo)
-                conv(p, out, 1, ho, wo)
-            else:
-                conv(inplanes, p, 3, ho, wo)
-                conv(p, out, 3, ho, wo)
-            inplanes, h, w = out, ho, wo
-    params += inplanes * num_classes + num_classes
-    macs += inplanes * num_classes
-    return macs, params
+    tally = ConvTally()
+    tally.conv(in_chans, stem, 3, height, width)
+    tally.head(tally.stages(block, planes, depths, stem, height, width), num_classes)
+    return tally.macs, tally.params
 
 
 def _conv_bn(cin: int, cout: int, k: int, stride: int, relu: bool = True) -> list[tuple]:

@@ -32,6 +32,7 @@ from studentnas.core.cost import Cost
 from studentnas.core.errors import BadInputError
 from studentnas.core.registry import SPACES
 from studentnas.core.space import Gene, GeneSpace
+from studentnas.hardware.counting import ConvTally
 from studentnas.hardware.latency_table import Layer, chain
 
 BASE_CHANNELS = (64, 128, 256, 512)
@@ -66,46 +67,21 @@ def _analytic_cost(
     cardinality: int, in_chans: int, height: int, width: int, num_classes: int,
 ) -> tuple[int, int]:
     """(MACs, params) of timm's ResNet with these settings, layer by layer."""
-    macs = params = 0
-
-    def conv(cin: int, cout: int, k: int, h: int, w: int, groups: int = 1) -> None:
-        nonlocal macs, params
-        weights = cout * (cin // groups) * k * k
-        params += weights + 2 * cout  # conv weight + BatchNorm weight and bias
-        macs += weights * h * w
-
+    tally = ConvTally()
     h, w = _conv_out(height, 2), _conv_out(width, 2)
     if stem_type:
         c0, c1 = (3 * (stem_width // 4), stem_width) if "tiered" in stem_type else (stem_width, stem_width)
         inplanes = stem_width * 2
-        conv(in_chans, c0, 3, h, w)
-        conv(c0, c1, 3, h, w)
-        conv(c1, inplanes, 3, h, w)
+        tally.conv(in_chans, c0, 3, h, w)
+        tally.conv(c0, c1, 3, h, w)
+        tally.conv(c1, inplanes, 3, h, w)
     else:
         inplanes = 64
-        conv(in_chans, inplanes, 7, h, w)
+        tally.conv(in_chans, inplanes, 7, h, w)
     h, w = _conv_out(h, 2), _conv_out(w, 2)  # max pool
-    expansion = 4 if block == "bottleneck" else 1
-    for stage, (p, depth) in enumerate(zip(planes, depths)):
-        stride = 1 if stage == 0 else 2
-        out = p * expansion
-        for i in range(depth):
-            s = stride if i == 0 else 1
-            ho, wo = _conv_out(h, s), _conv_out(w, s)
-            if i == 0 and (s != 1 or inplanes != out):
-                conv(inplanes, out, 1, ho, wo)
-            if block == "bottleneck":
-                mid = int(math.floor(p * ratio) * cardinality)
-                conv(inplanes, mid, 1, h, w)
-                conv(mid, mid, 3, ho, wo, groups=cardinality)
-                conv(mid, out, 1, ho, wo)
-            else:
-                conv(inplanes, p, 3, ho, wo)
-                conv(p, out, 3, ho, wo)
-            inplanes, h, w = out, ho, wo
-    params += inplanes * num_classes + num_classes
-    macs += inplanes * num_classes
-    return macs, params
+    channels = tally.stages(block, planes, depths, inplanes, h, w, ratio=ratio, cardinality=cardinality)
+    tally.head(channels, num_classes)
+    return tally.macs, tally.params
 
 
 def _conv_bn(cin: int, cout: int, k: int, stride: int, relu: bool = True, groups: int = 1) -> list[tuple]:
