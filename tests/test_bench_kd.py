@@ -215,3 +215,15 @@ def test_help_teaches(cli) -> None:
     assert done.returncode == 0
     for words in ("kd_ground_truth.json", "--resume", "examples:", "How long", "bench proxies --ground-truth"):
         assert words in done.stdout
+
+
+def test_teacher_checkpoint_of_another_family_is_refused(cli, tmp_path: Path) -> None:
+    """The shipped cifar_resnet20 teacher given as a resnet18: one line naming the family, nothing written."""
+    shipped = Path(__file__).parents[1] / "studentnas" / "assets" / "cifar_resnet20_fashion_mnist.safetensors"
+    out = tmp_path / "never"
+    done = cli("bench", "kd", "--teacher", "resnet18", "--teacher-checkpoint", str(shipped), *RECIPE, "--out",
+               str(out))
+    assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1, done.stderr
+    assert "sidecar says it is a cifar_resnet20" in done.stderr and "is not a timm 'resnet18'" in done.stderr
+    assert "conv1.weight: [16, 3, 3, 3] in the file, [64, 3, 7, 7] in resnet18" in done.stderr
+    assert not out.exists()

@@ -68,7 +68,7 @@ def test_checkpoint_of_another_model(cli, tmp_path: Path) -> None:
     path = tmp_path / "r34.pth"
     torch.save(timm.create_model("resnet34", num_classes=10).state_dict(), path)
     proc = cli("search", *TINY, "--budget", "30MMACs", "--teacher-checkpoint", str(path), "--out", str(tmp_path / "r"))
-    assert_one_line_error(proc, "does not fit", "resnet18")
+    assert_one_line_error(proc, "is not a timm 'resnet18'", "missing keys")
 
 
 def test_pretrained_fails_cleanly_offline(cli, tmp_path: Path) -> None:

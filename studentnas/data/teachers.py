@@ -9,6 +9,7 @@ Example:
 from __future__ import annotations
 
 import hashlib
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -82,6 +83,34 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     return {k.removeprefix("module."): v for k, v in state.items()}
 
 
+def _trained_as(checkpoint: Path) -> str:
+    """`` (its sidecar says it is a MODEL)`` when the checkpoint's sidecar JSON names its model, else ``""``."""
+    try:
+        model = json.loads(checkpoint.with_suffix(".json").read_text()).get("model")
+    except (OSError, ValueError, AttributeError):
+        return ""
+    return f" (its sidecar says it is a {model})" if isinstance(model, str) else ""
+
+
+def _check_fits(model: torch.nn.Module, state: dict[str, torch.Tensor], name: str, checkpoint: Path) -> None:
+    """Refuse, in one line, a checkpoint whose keys or tensor shapes are not those of timm's ``name``: a
+    teacher of another family or size (say, a cifar_resnet20 checkpoint given as ``--teacher resnet18``)."""
+    own = model.state_dict()
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    shapes = [k for k in own if k in state and tuple(own[k].shape) != tuple(state[k].shape)]
+    if not (missing or unexpected or shapes):
+        return
+    if shapes:
+        k = shapes[0]
+        what = (f"{len(shapes)} tensors of another shape (e.g. {k}: {list(state[k].shape)} in the file, "
+                f"{list(own[k].shape)} in {name})")
+    else:
+        what = f"{len(missing)} missing keys (e.g. {missing[:2]}), {len(unexpected)} unexpected (e.g. {unexpected[:2]})"
+    raise BadInputError(f"checkpoint '{checkpoint}'{_trained_as(checkpoint)} is not a timm '{name}': {what}; "
+                        "pass the --teacher it was trained as")
+
+
 def load_teacher(name: str, checkpoint: str | Path | None = None, pretrained: bool = False,
                  num_classes: int | None = None) -> Teacher:
     """A timm teacher: random init by default, weights from ``checkpoint``, or ``pretrained`` from the hub.
@@ -115,12 +144,8 @@ def load_teacher(name: str, checkpoint: str | Path | None = None, pretrained: bo
         raise BadInputError(f"could not fetch pretrained weights for '{name}' ({type(err).__name__}); the model hub "
                             "is unreachable from here: pass --teacher-checkpoint PATH instead") from None
     if state is not None:
-        result = model.load_state_dict(state, strict=False)
-        if result.missing_keys or result.unexpected_keys:
-            raise BadInputError(
-                f"checkpoint '{checkpoint}' does not fit timm's '{name}': {len(result.missing_keys)} missing keys "
-                f"(e.g. {result.missing_keys[:3]}), {len(result.unexpected_keys)} unexpected "
-                f"(e.g. {result.unexpected_keys[:3]}); pass the --teacher it was trained as")
+        _check_fits(model, state, name, Path(checkpoint))
+        model.load_state_dict(state)
     model.eval()
     data_cfg = timm.data.resolve_data_config({}, model=model)
     in_chans = kwargs.get("in_chans", 3)
