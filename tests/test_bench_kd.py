@@ -159,6 +159,21 @@ def test_bench_proxies_ranks_against_the_kd_ground_truth(cli, built: Path, teach
         assert result["config"]["space"]["name"] == "resnet" and result["config"]["input_size"] == [3, 16, 16]
         assert result["config"]["teacher"]["trained"] is True
         assert all(r["scores"]["diswot"] is not None for r in result["per_arch"])
+        # the within-band figures, recomputed by hand from the rows: pairs with MACs within 20 %
+        rows = result["per_arch"]
+        pairs = [(a, b) for i, a in enumerate(rows) for b in rows[i + 1:]
+                 if max(a["scores"]["macs"], b["scores"]["macs"]) <= 1.2 * min(a["scores"]["macs"], b["scores"]["macs"])
+                 and a["accuracy"] != b["accuracy"]]
+        right = [0.5 if a["scores"]["params"] == b["scores"]["params"] else
+                 float((a["scores"]["params"] > b["scores"]["params"]) == (a["accuracy"] > b["accuracy"]))
+                 for a, b in pairs]
+        params = result["summary"]["params"]
+        assert params["pairs_20"] == len(pairs)
+        assert params["pairwise_20"] == (pytest.approx(sum(right) / len(right)) if pairs else None)  # JSON: nan -> null
+        # the CE-only student: the same figures against its vanilla accuracy
+        ce = {s["id"]: s["ce_top1_mean"] for s in students if s["ce_top1_mean"] is not None}
+        assert {r["arch"]: r["ce_accuracy"] for r in rows if r["ce_accuracy"] is not None} == ce
+        assert result["summary_ce"]["params"]["n"] == len(ce) == 1
 
 
 def test_bad_ground_truth_file_names_the_line_and_gene(cli, built: Path, tmp_path: Path) -> None:

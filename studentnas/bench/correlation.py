@@ -22,7 +22,7 @@ Example:
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 from scipy import stats
@@ -30,6 +30,7 @@ from scipy import stats
 from studentnas.core.errors import BadInputError
 
 TOP_FRACTION = 0.1
+BANDS = (0.1, 0.2)  # cost bands of the within-band pairwise accuracy: MACs within 10 % and 20 %
 
 
 def _pair(scores: np.ndarray, truth: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -149,12 +150,57 @@ def regret_at_k(scores: np.ndarray, truth: np.ndarray, k: int | None = None, fra
     return float(y.max()) - expected
 
 
-def summarize(scores: np.ndarray, truth: np.ndarray, fraction: float = TOP_FRACTION) -> dict[str, float | int]:
+def band_pairs(costs: np.ndarray, band: float) -> tuple[np.ndarray, np.ndarray]:
+    """Index pairs ``(i, j)``, ``i < j``, of cells whose costs are within ``band`` of each other: the larger
+    is at most ``(1 + band)`` times the smaller (``band=0.1``: MACs within 10 %). Non-finite costs pair with none.
+
+    Example:
+        >>> i, j = band_pairs(np.array([100.0, 105.0, 111.0, 200.0]), 0.1)
+        >>> list(zip(i.tolist(), j.tolist()))
+        [(0, 1), (1, 2)]
+    """
+    c = np.asarray(costs, dtype=np.float64)
+    i, j = np.triu_indices(len(c), k=1)
+    lo, hi = np.minimum(c[i], c[j]), np.maximum(c[i], c[j])
+    keep = np.isfinite(lo) & np.isfinite(hi) & (hi <= (1.0 + band) * lo)
+    return i[keep], j[keep]
+
+
+def pairwise_accuracy(scores: np.ndarray, truth: np.ndarray, costs: np.ndarray, band: float) -> tuple[float, int]:
+    """How often the proxy orders a pair of similar-cost cells as the ground truth does, and how many pairs.
+
+    The figure that matters under a budget, where every candidate sits near the budget's edge: among the pairs
+    of :func:`band_pairs` (costs within ``band``) whose accuracies differ, the share the proxy puts in the same
+    order (a tie in the proxy counts one half, a coin's worth). Pairs with a non-finite score or accuracy are
+    left out; nan when no pair is left.
+
+    Example:
+        >>> truth = np.array([70.0, 71.0, 72.0, 90.0])
+        >>> costs = np.array([100.0, 104.0, 108.0, 300.0])
+        >>> pairwise_accuracy(np.array([1.0, 3.0, 2.0, 0.0]), truth, costs, 0.1)  # (0,1) (0,2) right, (1,2) wrong
+        (0.6666666666666666, 3)
+        >>> pairwise_accuracy(np.zeros(4), truth, costs, 0.1)  # a constant proxy is a coin
+        (0.5, 3)
+    """
+    x, y = np.asarray(scores, dtype=np.float64), np.asarray(truth, dtype=np.float64)
+    i, j = band_pairs(costs, band)
+    keep = np.isfinite(x[i]) & np.isfinite(x[j]) & np.isfinite(y[i]) & np.isfinite(y[j]) & (y[i] != y[j])
+    i, j = i[keep], j[keep]
+    if not len(i):
+        return math.nan, 0
+    agree = np.sign(x[i] - x[j]) * np.sign(y[i] - y[j])
+    return float(np.mean((agree + 1.0) / 2.0)), int(len(i))
+
+
+def summarize(scores: np.ndarray, truth: np.ndarray, fraction: float = TOP_FRACTION, costs: np.ndarray | None = None,
+              bands: Sequence[float] = BANDS) -> dict[str, float | int]:
     """Every figure of one proxy against one ground truth, as a JSON-ready dict.
 
     Keys: ``spearman``, ``kendall``, ``top_hit`` (top-``fraction`` hit rate), ``regret_top`` (regret
-    at the same k), ``regret_at_1``, ``k``, ``n`` (finite pairs used) and ``n_failed`` (cells whose
-    score is not finite). Floats are nan when undefined.
+    at the same k), ``regret_at_1``, ``regret_at_5``, ``k``, ``n`` (finite pairs used) and ``n_failed``
+    (cells whose score is not finite); with ``costs`` (e.g. MACs), per band of ``bands`` (``0.1``: 10 %)
+    ``pairwise_10`` and ``pairs_10``: :func:`pairwise_accuracy` and its pair count. Floats are nan when
+    undefined.
 
     Example:
         >>> s = summarize(np.array([1.0, 2.0, np.nan, 4.0]), np.array([1.0, 2.0, 3.0, 4.0]))
@@ -164,16 +210,27 @@ def summarize(scores: np.ndarray, truth: np.ndarray, fraction: float = TOP_FRACT
     x = np.asarray(scores, dtype=np.float64)
     y = np.asarray(truth, dtype=np.float64)
     n = int((np.isfinite(x) & np.isfinite(y)).sum())
-    return {
+    out: dict[str, float | int] = {
         "spearman": spearman(x, y),
         "kendall": kendall(x, y),
         "top_hit": top_k_hit_rate(x, y, fraction=fraction) if n else math.nan,
         "regret_top": regret_at_k(x, y, fraction=fraction) if n else math.nan,
         "regret_at_1": regret_at_k(x, y, k=1) if n else math.nan,
+        "regret_at_5": regret_at_k(x, y, k=5) if n else math.nan,
         "k": top_k(n, fraction) if n else 0,
         "n": n,
         "n_failed": int((~np.isfinite(x) & np.isfinite(y)).sum()),
     }
+    if costs is not None:
+        for band in bands:
+            tag = band_tag(band)
+            out[f"pairwise_{tag}"], out[f"pairs_{tag}"] = pairwise_accuracy(x, y, costs, band)
+    return out
+
+
+def band_tag(band: float) -> str:
+    """``0.1`` -> ``"10"``: the suffix of a band's keys in :func:`summarize`."""
+    return f"{100 * band:g}"
 
 
 # ------------------------------------------------------------------------------------------ combinations

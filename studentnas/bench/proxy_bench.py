@@ -259,6 +259,8 @@ def bench_proxies(
         record = done[arch]
         row: dict[str, Any] = {"arch": arch, "split": cell_split(arch, split_seed, holdout_fraction),
                                "accuracy": truth.get(arch)}
+        if kd is not None:
+            row["ce_accuracy"] = kd.ce.get(arch)
         if published:
             cell = published[arch]
             row.update(val_accuracy=cell.val_accuracy, naslib_tuple=list(cell.naslib_tuple),

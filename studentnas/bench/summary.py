@@ -71,16 +71,18 @@ def summarize_rows(rows: Sequence[Mapping[str, Any]], proxies: Sequence[str],
     the whole sample), else ranks over these rows.
     """
     truth = _column(rows, truth_key)
+    macs = _column(rows, "scores", "macs")
+    costs = macs if np.isfinite(macs).any() else None  # the within-band figures need the MACs baseline's scores
     out: dict[str, dict[str, Any]] = {}
     for name in proxies:
-        out[name] = {**summarize(_column(rows, "scores", name), truth, fraction),
+        out[name] = {**summarize(_column(rows, "scores", name), truth, fraction, costs),
                      "seconds_per_arch": mean_seconds(rows, name), "data": data_used.get(name, "")}
     fallback = combined_scores(rows, combos) if combos else {}
     for name, weights in combos.items():
         stored = _column(rows, "combined", name)
         values = stored if np.isfinite(stored).any() else fallback[name]
         seconds = [mean_seconds(rows, p) for p in weights]
-        out[name] = {**summarize(values, truth, fraction), "seconds_per_arch": float(sum(seconds)),
+        out[name] = {**summarize(values, truth, fraction, costs), "seconds_per_arch": float(sum(seconds)),
                      "combination": dict(weights), "data": "; ".join(sorted({data_used.get(p, "") for p in weights}))}
     return out
 
@@ -89,11 +91,16 @@ def split_summaries(rows: Sequence[Mapping[str, Any]], proxies: Sequence[str],
                     combos: Mapping[str, Mapping[str, float]], data_used: Mapping[str, str]) -> dict[str, Any]:
     """``summary`` (report cells), ``summary_tune`` and ``summary_all`` of a ground-truth benchmark."""
     by_split = {s: [r for r in rows if r.get("split") == s] for s in SPLITS}
-    return {
+    out = {
         "summary": summarize_rows(by_split["report"], proxies, combos, data_used),
         "summary_tune": summarize_rows(by_split["tune"], proxies, combos, data_used),
         "summary_all": summarize_rows(rows, proxies, combos, data_used),
     }
+    with_ce = [r for r in rows if isinstance(r.get("ce_accuracy"), (int, float))]
+    if with_ce:  # a KD ground truth with CE-only students: the same figures against vanilla accuracy
+        out["summary_ce"] = summarize_rows(with_ce, proxies, combos, data_used, truth_key="ce_accuracy")
+        out["summary_kd_of_ce_students"] = summarize_rows(with_ce, proxies, combos, data_used)
+    return out
 
 
 def compare_summary(rows: Sequence[Mapping[str, Any]], proxies: Sequence[str], published_names: Mapping[str, str],
@@ -157,16 +164,31 @@ def format_table(result: Mapping[str, Any]) -> str:
                          _fmt(s["seconds_per_arch"], 4)])
         return head + "\n" + _render(rows)
     parts = []
-    for key, label in (("summary", "report"), ("summary_all", "all")):
-        n = cfg["n_report"] if key == "summary" else cfg["cells"]
-        parts.append(f"{cfg['dataset']} vs {cfg['ground_truth']}; {label} cells ({n}); data: {cfg['data']['source']}")
-        pct = f"{round(100 * cfg['top_fraction'])}%"
-        rows = [["proxy", "spearman", "kendall", f"top{pct}", f"regret@{pct}", "n", "failed", "s/arch"]]
-        for name, s in result[key].items():
-            rows.append([name, _fmt(s["spearman"]), _fmt(s["kendall"]), _fmt(s["top_hit"]), _fmt(s["regret_top"], 2),
-                         str(s["n"]), str(s["n_failed"]), _fmt(s["seconds_per_arch"], 4)])
-        parts.append(_render(rows))
+    truth = "KD top-1" if str(cfg["ground_truth"]).startswith("KD ground truth") else cfg["dataset"]
+    tables = [("summary", f"{truth}, report cells ({cfg['n_report']})"), ("summary_all", f"{truth}, all cells "
+              f"({cfg['cells']})"), ("summary_ce", "CE-only top-1 of the CE-only students"),
+              ("summary_kd_of_ce_students", "KD top-1 of the same students")]
+    for key, label in tables:
+        if key not in result:
+            continue
+        parts.append(f"{label}: {cfg['ground_truth']}; data: {cfg['data']['source']}")
+        parts.append(_render(_table_rows(result[key], cfg["top_fraction"])))
     timing = result["timing"]
     parts.append(f"suite: {_fmt(timing['suite_seconds_per_arch'], 3)} s per cell (build + all proxies, "
                  f"{cfg['threads']} threads, batch {cfg['data']['batch_size']})")
     return "\n".join(parts)
+
+
+def _table_rows(summary: Mapping[str, Mapping[str, Any]], top_fraction: float) -> list[list[str]]:
+    """Header and one line per proxy: correlations, within-band pairwise accuracy (with pair counts) where the
+    summary has it, top-k hit and regrets."""
+    pct = f"{round(100 * top_fraction)}%"
+    tags = [key.removeprefix("pairwise_") for key in next(iter(summary.values()), {}) if key.startswith("pairwise_")]
+    rows = [["proxy", "spearman", "kendall", *[f"pairs@{t}%MACs" for t in tags], f"top{pct}", f"regret@{pct}",
+             "regret@5", "n", "failed", "s/arch"]]
+    for name, s in summary.items():
+        rows.append([name, _fmt(s["spearman"]), _fmt(s["kendall"]),
+                     *[f"{_fmt(s[f'pairwise_{t}'])} ({s[f'pairs_{t}']})" for t in tags], _fmt(s["top_hit"]),
+                     _fmt(s["regret_top"], 2), _fmt(s.get("regret_at_5", math.nan), 2), str(s["n"]),
+                     str(s["n_failed"]), _fmt(s["seconds_per_arch"], 4)])
+    return rows
