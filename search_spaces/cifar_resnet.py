@@ -26,6 +26,7 @@ Example:
 from __future__ import annotations
 
 import math
+import re
 from functools import lru_cache
 from typing import Any
 
@@ -47,6 +48,7 @@ BASE_STEM = 16
 DEFAULT_MAX_DEPTHS = (9, 9, 9)  # resnet20/32/44/56 are inside; resnet110 (18 per stage) needs deeper stages
 WIDTH_MULTS = (0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 4.0)  # of the base: 8..64 / 16..128 / 32..256 by default
 _BLOCKS = {"basic": BasicBlock, "bottleneck": Bottleneck}
+_LABEL = re.compile(r"(basic|bottleneck) d(\d+)-(\d+)-(\d+) w(\d+)-(\d+)-(\d+) stem(\d+)")  # format_arch's
 
 # The classic members (He et al. 2016 for CIFAR; 8x4/32x4 as in the KD literature, e.g. CRD).
 NAMED: dict[str, dict[str, Any]] = {
@@ -168,6 +170,36 @@ class CifarResNetSpace(GeneSpace):
     def format_arch(self, arch: Arch) -> str:
         return (f"{arch['block']} d{'-'.join(map(str, self.depths(arch)))} "
                 f"w{'-'.join(map(str, self.planes(arch)))} stem{self.stem_width(arch)}")
+
+    def from_string(self, text: str) -> Arch:
+        """The arch of a :meth:`format_arch` label (``basic d3-3-3 w16-32-64 stem16``) or a classic member's name.
+
+        >>> space = CifarResNetSpace()
+        >>> arch = space.from_string("bottleneck d2-1-4 w8-48-64 stem32")
+        >>> space.format_arch(arch), arch["width2"], arch["stem"]
+        ('bottleneck d2-1-4 w8-48-64 stem32', 1.5, 2.0)
+        >>> space.from_string("basic d3-3-3 w16-32-60 stem16")
+        Traceback (most recent call last):
+        ...
+        studentnas.core.errors.BadInputError: 'basic d3-3-3 w16-32-60 stem16': width3 60 is not a width of this space (64 x (0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 4.0): 32, 48, 64, 96, 128, 192, 256)
+        """  # noqa: E501
+        if text.strip() in NAMED:
+            return self.named(text.strip())
+        found = _LABEL.fullmatch(text.strip())
+        if not found:
+            raise BadInputError(f"{text!r} is not a cifar_resnet label; write BLOCK dD1-D2-D3 wW1-W2-W3 stemS, e.g. "
+                                f"{self.format_arch(self.smallest())!r}")
+        block, numbers = found.group(1), [int(v) for v in found.groups()[1:]]
+        genes: dict[str, Any] = {"block": block, **{f"depth{i + 1}": d for i, d in enumerate(numbers[:3])}}
+        for gene, base, channels in zip(("width1", "width2", "width3", "stem"), (*self.base_channels, self.stem_base),
+                                        numbers[3:]):
+            mult = next((m for m in WIDTH_MULTS if _channels(base, m) == channels), None)
+            if mult is None:
+                options = ", ".join(str(_channels(base, m)) for m in WIDTH_MULTS)
+                raise BadInputError(f"{text!r}: {gene} {channels} is not a width of this space ({base} x "
+                                    f"{WIDTH_MULTS}: {options})")
+            genes[gene] = mult
+        return self.validate(self.make(**genes))
 
     # --- models and costs ---------------------------------------------------------------------
     def build(self, arch: Arch, num_classes: int = 1000, in_chans: int = 3) -> ResNet:

@@ -121,6 +121,22 @@ def test_named_members_are_the_registered_timm_models() -> None:
         sp.named("resnet20")
 
 
+@pytest.mark.parametrize("space", [get_space("cifar_resnet"),
+                                   SPACES.get("cifar_resnet")((64, 128, 256), 32, (4, 4, 4))])
+def test_labels_read_back_as_the_same_arch(space) -> None:
+    """`bench kd --student LABEL` and the ground-truth CSV's labels: format_arch and from_string are inverses."""
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        arch = space.sample(rng)
+        assert space.from_string(space.format_arch(arch)) == arch
+    assert space.from_string("cifar_resnet8x4" if space.stem_base == 32 else "cifar_resnet20") == space.named(
+        "cifar_resnet8x4" if space.stem_base == 32 else "cifar_resnet20")
+    with pytest.raises(BadInputError, match="not a cifar_resnet label; write BLOCK dD1-D2-D3"):
+        space.from_string("basic d3-3 w16-32-64 stem16")
+    with pytest.raises(BadInputError, match="depth1"):
+        space.from_string("basic d99-3-3 " + space.format_arch(space.smallest()).split(" ", 2)[2])
+
+
 def test_for_teacher_centres_on_a_teacher_of_this_family() -> None:
     cls = SPACES.get("cifar_resnet")
     r56 = timm.create_model("cifar_resnet56")

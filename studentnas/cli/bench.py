@@ -21,13 +21,19 @@ Validate proxies and searchers against NAS-Bench-201 ground truth (no training a
 """
 
 BENCH_PROXIES_HELP = """\
-How well training-free proxies rank NAS-Bench-201 cells, against test accuracy after 200 epochs.
+How well training-free proxies rank students against a ground truth: NAS-Bench-201 cells against
+their test accuracy after 200 epochs, or the students of a `studentnas bench kd` file (any space)
+against their mean KD top-1 (and, where trained, their CE-only top-1).
 
-Samples --samples distinct cells (seeded), scores each with every proxy through one candidate view
-(shared passes are computed once; #params and #macs are always included as baselines), and writes
---json OUT with per_arch (arch, accuracy, split, every score and its seconds), summary (Spearman,
-Kendall, top-10% hit rate, regret and seconds per arch on the 'report' cells), summary_tune,
-summary_all, timing and config (data used, batch size, seed, threads, versions).
+Samples --samples distinct cells (seeded; a KD file: all its students), scores each with every proxy
+through one candidate view (shared passes are computed once; #params and #macs are always included as
+baselines), and writes --json OUT with per_arch (arch, accuracy, split, every score and its seconds),
+summary (on the 'report' cells: Spearman, Kendall, top-10% hit rate, regret@10%, @1 and @5, and the
+within-band pairwise accuracy pairwise_10/pairwise_20: among pairs of cells whose MACs are within
+10 % / 20 % of each other, the share the proxy orders as the ground truth does, with their counts
+pairs_10/pairs_20; the figure that matters under a budget, where every candidate sits near its edge),
+summary_tune, summary_all, summary_ce (a KD file's CE-only students against their CE-only top-1),
+timing and config (data used, batch size, seed, threads, versions).
 
 Cells are split by a hash of (--split-seed, arch) into 'report' (a --holdout-fraction share) and
 'tune' cells: choose anything you tune (e.g. --combine weights) on tune cells only. --fit LIST does
@@ -59,8 +65,11 @@ examples:
   studentnas bench proxies --ground-truth nats_bench.csv --dataset cifar100 --data foolbox-cifar100 \\
       --combine nwot+synflow --json c100.json
   studentnas bench proxies --ground-truth nats_bench.csv --fit nwot,synflow,meco,zico --json fit.json
-  studentnas bench proxies --ground-truth nats_bench.csv --teacher resnet18 \
+  studentnas bench proxies --ground-truth nats_bench.csv --teacher resnet18 \\
       --proxies diswot,diswot_relation,kd_snip,ickd --samples 300 --json diswot.json
+  studentnas bench proxies --ground-truth studentnas/assets/kd_ground_truth/kd_ground_truth.json \\
+      --teacher cifar_resnet20 --teacher-checkpoint studentnas/assets/cifar_resnet20_fashion_mnist.safetensors \\
+      --json kd_proxies.json                       # the shipped KD ground truth (40 students)
   studentnas bench proxies --compare-published ../shared/reference/nb201/naslib_zc_nasbench201.json \\
       --dataset cifar10 --samples 100 --proxies nwot,synflow --json compare.json
 """
@@ -249,8 +258,9 @@ def _add_bench_kd(kinds: argparse._SubParsersAction) -> None:
     q.add_argument("--band", default="10%:40%", metavar="LO:HI",
                    help="MACs band as shares of the teacher's MACs (default: 10%%:40%%)")
     q.add_argument("--students", type=int, default=8, metavar="N", help="students drawn in the band (default: 8)")
-    q.add_argument("--student", action="append", default=[], metavar="ID_OR_ARCH_JSON",
-                   help="a named extra student: its arch JSON or the space's text form (repeatable)")
+    q.add_argument("--student", action="append", default=[], metavar="ARCH",
+                   help="a named extra student: its arch JSON (as in kd_ground_truth.json) or the space's text "
+                        "form, e.g. a label of kd_ground_truth.csv (repeatable)")
     q.add_argument("--seeds", default="0,1", metavar="LIST", help="training seeds, comma-separated (default: 0,1)")
     q.add_argument("--ce-only", type=int, default=0, metavar="N",
                    help="also train N of the students with CE only (default: 0)")
