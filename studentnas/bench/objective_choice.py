@@ -41,7 +41,7 @@ import numpy as np
 from studentnas.bench.correlation import band_tag, parse_combination, summarize
 from studentnas.core.errors import BadInputError
 
-BLEND_WEIGHTS = (0.125, 0.25, 0.5, 1.0, 2.0)
+BLEND_WEIGHTS = (0.125, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0)  # params:1+X:8 is X with a touch of params
 CHOICE_BAND = 0.1  # the choice ranks objectives by pairwise accuracy among students of MACs within 10 %
 MIN_STUDENTS = 3  # per half
 ANCHOR = "params"  # every blend holds #params at weight 1: the baseline every proxy must beat

@@ -190,7 +190,8 @@ def bench_kd(*, teacher: str, teacher_checkpoint: str | None, out: str | Path, s
     done = {(r["student"], r["seed"], mode_of(r)) for r in journal.read() if r["status"] == "ok"}
     wanted = [(i, sd, "kd") for sd in seed_list for i in by_macs] + \
              [(i, sd, "ce") for sd in seed_list for i in by_macs if i in ce_ids]
-    todo = [key for key in wanted if key not in done]
+    # longest first (most MACs), so the last round of parallel workers is not one big training alone
+    todo = sorted((key for key in wanted if key not in done), key=lambda k: -cost_of(roster[k[0]][0]).macs)
     cache = str(folder / "teacher_logits")
     say(f"{len(roster)} {space_obj.name} students ({len(sampled)} in the band {band}, {len(named_archs)} named), "
         f"{len(seed_list)} seeds, CE-only for {len(ce_ids)}: training {len(todo)} of {len(wanted)} "
