@@ -15,6 +15,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
+import numpy as np
 import pytest
 import test_ray
 import torch
@@ -79,6 +80,12 @@ def test_builds_a_ground_truth_with_csv_and_json(built: Path) -> None:
     assert all(set(s["kd_top1"]) == {"0", "1"} for s in students)
     assert all(abs(s["kd_top1_mean"] - sum(s["kd_top1"].values()) / 2) < 1e-9 for s in students)
     assert sum(s["ce_top1"] is not None for s in students) == 1
+    noise = doc["noise"]["kd"]  # pooled seed std and spread, recomputed by hand
+    per_seed = [[s["kd_top1"]["0"], s["kd_top1"]["1"]] for s in students]
+    pooled = (sum((a - b) ** 2 / 2 for a, b in per_seed) / 3) ** 0.5
+    assert noise["students"] == 3 and noise["noise_std"] == pytest.approx(pooled)
+    assert noise["spread_std"] == pytest.approx(float(np.std([sum(v) / 2 for v in per_seed], ddof=1)))
+    assert doc["noise"]["ce"]["students"] == 1 and doc["noise"]["ce"]["noise_std"] is None
     assert keys(built) == Counter({k: 1 for k in keys(built)}) and sum(keys(built).values()) == TRAININGS
 
     with (built / "kd_ground_truth.csv").open(newline="") as handle:

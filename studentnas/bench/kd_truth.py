@@ -34,6 +34,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
+from studentnas.bench.correlation import band_tag, pairwise_accuracy
 from studentnas.core.arch import Arch
 from studentnas.core.errors import BadInputError
 from studentnas.core.space import SearchSpace, space_from_config
@@ -82,6 +85,43 @@ def csv_text(doc: Mapping[str, Any]) -> str:
             row += [_number(st.get("ce_top1_mean")), *(_number((st.get("ce_top1") or {}).get(s)) for s in seeds)]
         writer.writerow(row)
     return handle.getvalue()
+
+
+def seed_noise(students: Sequence[Mapping[str, Any]], seeds: Sequence[int], mode: str = "kd",
+               bands: Sequence[float] = (0.1, 0.2)) -> dict[str, Any]:
+    """Is the ground truth sharper than its own noise? For the students trained on every seed (``mode``
+    ``"kd"`` or ``"ce"``):
+
+    * ``noise_std``: the pooled within-student standard deviation over seeds (top-1 points);
+    * ``spread_std``: the standard deviation of the students' mean top-1 (what proxies must order);
+    * ``noise_to_spread``: their ratio (well below 1 means students separate);
+    * ``seed_agreement_<band>``: among pairs of students with MACs within the band, how often the first two
+      seeds order the pair alike (ties count one half): the ceiling of any proxy's within-band pairwise
+      accuracy against one seed, and a reading of how noisy the within-band order is.
+
+    Example:
+        >>> st = [{"macs": m, "kd_top1": {"0": a, "1": b}} for m, a, b in
+        ...       [(100, 80.0, 81.0), (105, 85.0, 84.0), (108, 82.0, 84.5), (300, 90.0, 91.0)]]
+        >>> out = seed_noise(st, [0, 1])  # the seeds disagree on the 105/108 pair only
+        >>> round(out["noise_std"], 4), round(out["spread_std"], 3), round(out["seed_agreement_10"], 4), out["pairs_10"]
+        (1.0753, 4.22, 0.6667, 3)
+    """
+    key = f"{mode}_top1"
+    full = [st for st in students if all(str(sd) in (st.get(key) or {}) for sd in seeds)]
+    if len(seeds) < 2 or len(full) < 2:
+        return {"students": len(full), "noise_std": None, "spread_std": None, "noise_to_spread": None}
+    values = [[float(st[key][str(sd)]) for sd in seeds] for st in full]
+    within = [float(np.var(v, ddof=1)) for v in values]
+    noise = math.sqrt(sum(within) / len(within))
+    spread = float(np.std([np.mean(v) for v in values], ddof=1))
+    out: dict[str, Any] = {"students": len(full), "seeds": list(seeds), "noise_std": noise, "spread_std": spread,
+                           "noise_to_spread": noise / spread if spread else None}
+    first, second = (np.array([v[i] for v in values]) for i in (0, 1))
+    macs = np.array([float(st["macs"]) for st in full])
+    for band in bands:
+        value, pairs = pairwise_accuracy(second, first, macs, band)
+        out[f"seed_agreement_{band_tag(band)}"], out[f"pairs_{band_tag(band)}"] = value, pairs
+    return out
 
 
 def write_ground_truth(folder: str | Path, doc: Mapping[str, Any]) -> None:

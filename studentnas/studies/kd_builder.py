@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from studentnas.bench.kd_students import ce_picks, parse_band, parse_seeds, parse_student, sample_band
-from studentnas.bench.kd_truth import FORMAT, write_ground_truth
+from studentnas.bench.kd_truth import FORMAT, seed_noise, write_ground_truth
 from studentnas.core.console import Progress, sayer
 from studentnas.core.errors import BadInputError
 from studentnas.data.teachers import check_teacher_name
@@ -223,12 +223,19 @@ def bench_kd(*, teacher: str, teacher_checkpoint: str | None, out: str | Path, s
                     "macs": teacher_cost.macs, "params": teacher_cost.params, **teacher_eval},
         "recipe": {"kd": s.train_config(0).to_dict(), "ce": s.train_config(0, "ce").to_dict(),
                    "train_images": train_images, "test_images": test_images, "image_size": image_size, "seed": seed},
-        "students": entries, "trained_now": len(todo), "training_wall_s": time.perf_counter() - t0,
+        "students": entries,
+        "noise": {"kd": seed_noise(entries, seed_list, "kd"), "ce": seed_noise(entries, seed_list, "ce")},
+        "trained_now": len(todo), "training_wall_s": time.perf_counter() - t0,
         "failed": sorted({f"{k[0]}/s{k[1]}/{k[2]}" for k, r in rows.items() if r["status"] != "ok"}),
         "parallel": {"ray_address": ray_address, "workers": workers},
         "provenance": provenance(seed, 1), "wall_s": time.perf_counter() - started,
     })
     write_ground_truth(folder, doc)
+    noise = doc["noise"]["kd"]
+    if noise["noise_std"] is not None:
+        say(f"KD top-1 over {noise['students']} students: seed noise {noise['noise_std']:.2f} points (pooled std) vs "
+            f"spread {noise['spread_std']:.2f} (std of the means); the seeds agree on "
+            f"{100 * (noise['seed_agreement_10'] or 0):.0f} % of {noise['pairs_10']} pairs within 10 % MACs")
     say(f"wrote {folder / 'kd_ground_truth.json'} and .csv ({len(todo)} trainings now, "
         f"{time.perf_counter() - started:.0f} s)")
     return doc
