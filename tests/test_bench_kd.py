@@ -249,3 +249,21 @@ def test_teacher_checkpoint_of_another_family_is_refused(cli, tmp_path: Path) ->
     assert "sidecar says it is a cifar_resnet20" in done.stderr and "is not a timm 'resnet18'" in done.stderr
     assert "conv1.weight: [16, 3, 3, 3] in the file, [64, 3, 7, 7] in resnet18" in done.stderr
     assert not out.exists()
+
+
+def test_more_seeds_extend_a_ground_truth(cli, built: Path, tmp_path: Path, teacher: Path) -> None:
+    """--resume with --seeds 0,1,2 trains seed 2 only (3 KD + 1 CE-only); seeds 0 and 1 stay as they were."""
+    folder = tmp_path / "copy"
+    shutil.copytree(built, folder)
+    before = journal(folder)
+    done = cli(*kd_args(teacher, folder, "--seeds", "0,1,2", "--resume", "--workers", "1"))
+    assert done.returncode == 0, done.stderr
+    after = journal(folder)
+    assert after[:len(before)] == before
+    assert Counter((r["seed"], r["mode"]) for r in after[len(before):]) == Counter({(2, "kd"): 3, (2, "ce"): 1})
+    doc = json.loads((folder / "kd_ground_truth.json").read_text())
+    assert doc["seeds"] == [0, 1, 2] and doc["trained_now"] == 4
+    old = {s["id"]: s["kd_top1"] for s in json.loads((built / "kd_ground_truth.json").read_text())["students"]}
+    assert all({k: v for k, v in s["kd_top1"].items() if k != "2"} == old[s["id"]] for s in doc["students"])
+    fewer = cli(*kd_args(teacher, folder, "--seeds", "0", "--resume"))
+    assert fewer.returncode == 2 and "seeds [0, 1, 2] (now [0])" in fewer.stderr, fewer.stderr

@@ -24,6 +24,7 @@ import pytest
 
 from studentnas.core.errors import BadInputError
 from studentnas.engine.parallel import CRASH_ENV, check_parallel, worker_node
+from studentnas.engine.setup import DEFAULT_PROXY
 
 ARGS = ["search", "--teacher", "resnet18", "--space", "nb201", "--image-size", "32", "--budget", "100MMACs",
         "--searcher", "random", "--candidates", "6", "--batch-size", "8", "--seed", "3", "--quiet"]
@@ -35,7 +36,7 @@ def rows(run: Path) -> list[dict]:
 
 
 def scores(run: Path) -> dict[str, float]:
-    return {r["id"]: r["scores"]["nwot"] for r in rows(run)}
+    return {r["id"]: r["scores"][DEFAULT_PROXY] for r in rows(run)}  # ARGS search with the default objective
 
 
 def free_port() -> int:

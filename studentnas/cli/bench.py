@@ -236,13 +236,15 @@ How long: one training costs about what `studentnas distill` does for the same s
 students x seeds (+ CE-only x seeds) trainings in all, spread over the workers. A killed run loses at
 most the epochs in flight: rerun the same command with --resume and only the missing (student,
 seed, mode) trainings run, each from its last epoch checkpoint. --resume refuses a folder built
-from another teacher or recipe.
+from another teacher or recipe; with more --seeds than the folder has (0,1 -> 0,1,2) it trains only
+the new seeds, which is how a noisy ground truth is sharpened.
 
 examples:
   studentnas teacher train --model resnet18 --data fashion-mnist --epochs 3 --image-size 32 --out teacher.safetensors
   studentnas bench kd --teacher resnet18 --teacher-checkpoint teacher.safetensors --band 10%:40% \\
       --students 40 --seeds 0,1 --ce-only 12 --epochs 6 --out runs/kd-truth
   studentnas bench kd ... --out runs/kd-truth --resume                  # after a crash or a kill
+  studentnas bench kd ... --seeds 0,1,2 --out runs/kd-truth --resume    # add a seed to every student
   studentnas bench proxies --ground-truth runs/kd-truth/kd_ground_truth.json --teacher resnet18 \\
       --teacher-checkpoint teacher.safetensors --json kd_proxies.json
 """
@@ -276,7 +278,8 @@ def _add_bench_kd(kinds: argparse._SubParsersAction) -> None:
     q.add_argument("--image-size", type=int, default=32, help="input size in px, students and teacher (default: 32)")
     q.add_argument("--seed", type=int, default=0, help="seed of the student sample and the data subsets (default: 0)")
     q.add_argument("--out", required=True, metavar="DIR", help="output folder")
-    q.add_argument("--resume", action="store_true", help="continue the run in --out (same teacher and recipe)")
+    q.add_argument("--resume", action="store_true",
+                   help="continue the run in --out (same teacher and recipe; more --seeds add trainings)")
     q.add_argument("--ray-address", metavar="ADDR", help="an existing Ray cluster: auto, HOST:PORT or ray://HOST:PORT "
                    "(default: a local Ray)")
     q.add_argument("--workers", type=int, metavar="N",

@@ -8,7 +8,8 @@ Each training is one call of the studies' worker (:func:`studentnas.studies.work
 of one CPU each (a local Ray, or a cluster with ``ray_address``; the folder and the teacher checkpoint must then
 be on a file system every node sees). Each finished (student, seed, mode) is appended to ``journal.jsonl``
 (flushed, fsynced); ``resume=True`` trains only what it lacks, and a killed training continues from its last
-epoch checkpoint. ``config.json`` holds the run's identity: a resume with another teacher or recipe is refused.
+epoch checkpoint. ``config.json`` holds the run's identity: a resume with another teacher or recipe is refused;
+one with more seeds (``0,1`` -> ``0,1,2``) extends the ground truth by the new seeds' trainings only.
 
 Example:
     >>> import tempfile
@@ -75,6 +76,8 @@ def _check_resume(folder: Path, identity: dict[str, Any], resume: bool) -> dict[
                             f"({identity['teacher_sha256'][:12]}); give another --out for this teacher")
     flat_old, flat_new = ({**{k: v for k, v in d.items() if k != "settings"}, **d.get("settings", {})}
                           for d in (old, identity))
+    if set(flat_old.get("seeds") or []) <= set(flat_new["seeds"]):  # more seeds extend a ground truth
+        flat_old["seeds"] = flat_new["seeds"]
     diff = [f"{k} {flat_old.get(k)!r} (now {flat_new.get(k)!r})" for k in sorted(set(flat_old) | set(flat_new))
             if flat_old.get(k) != flat_new.get(k)]
     if diff:
